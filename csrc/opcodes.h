@@ -1,0 +1,95 @@
+/* Pickle opcode decoding: the one place that knows how many bytes each
+ * opcode's argument takes and how CPython's C unpickler reads it. The
+ * scanner and the unpickler both walk streams through pk_decode(), so what
+ * the scan judged is byte for byte what the loader loads. */
+#ifndef AISB_OPCODES_H
+#define AISB_OPCODES_H
+
+#include "aisb.h"
+#include "pytext.h"
+
+enum {
+    PK_MARK = '(', PK_STOP = '.', PK_POP = '0', PK_POP_MARK = '1', PK_DUP = '2',
+    PK_FLOAT = 'F', PK_INT = 'I', PK_BININT = 'J', PK_BININT1 = 'K', PK_LONG = 'L',
+    PK_BININT2 = 'M', PK_NONE = 'N', PK_PERSID = 'P', PK_BINPERSID = 'Q',
+    PK_REDUCE = 'R', PK_STRING = 'S', PK_BINSTRING = 'T', PK_SHORT_BINSTRING = 'U',
+    PK_UNICODE = 'V', PK_BINUNICODE = 'X', PK_APPEND = 'a', PK_BUILD = 'b',
+    PK_GLOBAL = 'c', PK_DICT = 'd', PK_EMPTY_DICT = '}', PK_APPENDS = 'e',
+    PK_GET = 'g', PK_BINGET = 'h', PK_INST = 'i', PK_LONG_BINGET = 'j',
+    PK_LIST = 'l', PK_EMPTY_LIST = ']', PK_OBJ = 'o', PK_PUT = 'p',
+    PK_BINPUT = 'q', PK_LONG_BINPUT = 'r', PK_SETITEM = 's', PK_TUPLE = 't',
+    PK_EMPTY_TUPLE = ')', PK_SETITEMS = 'u', PK_BINFLOAT = 'G',
+    /* protocol 2 */
+    PK_PROTO = 0x80, PK_NEWOBJ = 0x81, PK_EXT1 = 0x82, PK_EXT2 = 0x83, PK_EXT4 = 0x84,
+    PK_TUPLE1 = 0x85, PK_TUPLE2 = 0x86, PK_TUPLE3 = 0x87, PK_NEWTRUE = 0x88,
+    PK_NEWFALSE = 0x89, PK_LONG1 = 0x8a, PK_LONG4 = 0x8b,
+    /* protocol 3 */
+    PK_BINBYTES = 'B', PK_SHORT_BINBYTES = 'C',
+    /* protocol 4 */
+    PK_SHORT_BINUNICODE = 0x8c, PK_BINUNICODE8 = 0x8d, PK_BINBYTES8 = 0x8e,
+    PK_EMPTY_SET = 0x8f, PK_ADDITEMS = 0x90, PK_FROZENSET = 0x91, PK_NEWOBJ_EX = 0x92,
+    PK_STACK_GLOBAL = 0x93, PK_MEMOIZE = 0x94, PK_FRAME = 0x95,
+    /* protocol 5 */
+    PK_BYTEARRAY8 = 0x96, PK_NEXT_BUFFER = 0x97, PK_READONLY_BUFFER = 0x98,
+};
+
+#define PK_HIGHEST_PROTOCOL 5
+
+/* How a string argument turns into text. */
+enum {
+    PK_TEXT_UTF8 = 1,    /* BINUNICODE family: UTF-8 with surrogatepass */
+    PK_TEXT_RAWESC,      /* UNICODE: raw-unicode-escape */
+    PK_TEXT_ESCAPED,     /* STRING: quoted, backslash escapes */
+    PK_TEXT_8BIT,        /* BINSTRING family: bytes, decoded by the unpickler's encoding */
+};
+
+/* Frame findings attached to an opcode (CPython gh-154848). */
+enum {
+    PK_FRAME_STRADDLE = 1,  /* the opcode or its argument runs past the end of its frame */
+    PK_FRAME_OVERLAP = 2,   /* a FRAME begins before the previous frame ended */
+};
+
+typedef struct {
+    uint8_t code;
+    uint8_t text;           /* PK_TEXT_* for string arguments */
+    uint8_t frame_flags;    /* PK_FRAME_* */
+    uint8_t is_bool;        /* INT spelled 00 or 01 */
+    size_t offset;          /* of the opcode byte, from the start of the buffer */
+    size_t end;             /* one past the argument */
+    size_t frame_start;     /* offset of the FRAME opcode that holds this one, when framed */
+    int64_t n;              /* integer argument: BININT*, EXT code, binary memo index, PROTO, FRAME length */
+    aisb_pyint pyint;       /* INT, LONG, and the text memo indices */
+    aisb_slice s;           /* payload: string/bytes/LONG1/BINFLOAT bytes/PERSID line; module for GLOBAL/INST */
+    aisb_slice s2;          /* name for GLOBAL/INST */
+} pk_op;
+
+typedef struct {
+    size_t offset;
+    uint8_t code;
+    char message[160];
+} pk_error;
+
+typedef struct {
+    const uint8_t *buf;
+    size_t len;
+    size_t pos;
+    size_t frame_start;
+    size_t frame_end;       /* 0 when not inside a frame */
+} pk_reader;
+
+void pk_reader_init(pk_reader *r, const uint8_t *buf, size_t len, size_t start);
+
+/* Decode the opcode at r->pos and advance past it. Returns 0 on success,
+ * -1 on a malformed or truncated argument (err filled in). The caller checks
+ * for the end of input before calling. */
+int pk_decode(pk_reader *r, pk_op *op, pk_error *err);
+
+/* "BINUNICODE" etc., or NULL for a byte that is no opcode. */
+const char *pk_opcode_name(uint8_t code);
+
+/* The lowest protocol that has the opcode, or -1. */
+int pk_opcode_protocol(uint8_t code);
+
+void pk_error_set(pk_error *err, size_t offset, uint8_t code, const char *fmt, ...) AISB_PRINTF(4, 5);
+
+#endif
