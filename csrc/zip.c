@@ -1,0 +1,343 @@
+#include "zip.h"
+
+#include "inflate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define SIG_LOCAL 0x04034b50u
+#define SIG_CENTRAL 0x02014b50u
+#define SIG_EOCD 0x06054b50u
+#define SIG_EOCD64 0x06064b50u
+#define SIG_LOCATOR64 0x07064b50u
+#define LOCAL_SIZE 30
+#define CENTRAL_SIZE 46
+#define EOCD_SIZE 22
+#define MAX_COMMENT 0xffff
+
+static uint32_t
+u32(const uint8_t *p)
+{
+    return (uint32_t)aisb_le(p, 4);
+}
+
+static uint16_t
+u16(const uint8_t *p)
+{
+    return (uint16_t)aisb_le(p, 2);
+}
+
+static int
+fail(zip_archive *z, const char *msg)
+{
+    snprintf(z->error, sizeof z->error, "%s", msg);
+    return -1;
+}
+
+/* The last end-of-central-directory signature in the tail, as both miniz
+ * and Python's zipfile search for it. */
+static int
+find_eocd(const uint8_t *buf, size_t len, size_t *at)
+{
+    if (len < EOCD_SIZE)
+        return -1;
+    size_t lo = len - EOCD_SIZE > MAX_COMMENT ? len - EOCD_SIZE - MAX_COMMENT : 0;
+    for (size_t i = len - EOCD_SIZE + 1; i-- > lo;) {
+        if (u32(buf + i) == SIG_EOCD) {
+            *at = i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Values of 0xffff... in the fixed fields live in the zip64 extra field. */
+static void
+zip64_extra(const uint8_t *extra, size_t n, zip_entry *e, uint32_t raw_size, uint32_t raw_comp, uint32_t raw_off)
+{
+    size_t i = 0;
+    while (n - i >= 4) {
+        uint16_t id = u16(extra + i), sz = u16(extra + i + 2);
+        if (sz > n - i - 4)
+            return;
+        if (id == 0x0001) {
+            const uint8_t *p = extra + i + 4, *end = p + sz;
+            if (raw_size == 0xffffffffu && end - p >= 8) {
+                e->size = aisb_le(p, 8);
+                p += 8;
+            }
+            if (raw_comp == 0xffffffffu && end - p >= 8) {
+                e->comp_size = aisb_le(p, 8);
+                p += 8;
+            }
+            if (raw_off == 0xffffffffu && end - p >= 8)
+                e->header_offset = aisb_le(p, 8);
+            return;
+        }
+        i += 4 + (size_t)sz;
+    }
+}
+
+/* Locate the local header of an entry (trying the prefix-shifted offset
+ * when the stated one holds no header) and where its data starts. */
+static int
+read_local(zip_archive *z, zip_entry *e, const uint8_t *buf, size_t len)
+{
+    uint64_t off = e->header_offset;
+    if (off > len || len - off < LOCAL_SIZE || u32(buf + off) != SIG_LOCAL) {
+        uint64_t shifted = off + z->prefix;
+        if (z->prefix == 0 || shifted > len || len - shifted < LOCAL_SIZE || u32(buf + shifted) != SIG_LOCAL)
+            return -1;
+        off = shifted;
+        e->anomalies |= ZIP_SHIFTED;
+    }
+    const uint8_t *h = buf + off;
+    size_t nlen = u16(h + 26), xlen = u16(h + 28);
+    if (len - off - LOCAL_SIZE < nlen + xlen)
+        return -1;
+    e->header_offset = off;
+    e->local_name = aisb_slice_make(h + LOCAL_SIZE, nlen);
+    e->data_offset = off + LOCAL_SIZE + nlen + xlen;
+    if (e->local_name.n != e->name.n || memcmp(e->local_name.p, e->name.p, e->name.n) != 0)
+        e->anomalies |= ZIP_NAME_MISMATCH;
+    uint16_t lflags = u16(h + 6), lmethod = u16(h + 8);
+    uint32_t lcomp = u32(h + 18), lsize = u32(h + 22);
+    /* With a data descriptor (bit 3) the local sizes are legitimately zero. */
+    if (lmethod != e->method ||
+        (!(lflags & 0x8) && lcomp != 0xffffffffu && (lcomp != e->comp_size || lsize != e->size)))
+        e->anomalies |= ZIP_SIZE_MISMATCH;
+    return 0;
+}
+
+static void
+mark_flags(zip_entry *e)
+{
+    if (e->flags & 0x1)
+        e->anomalies |= ZIP_ENCRYPTED;
+    /* 0x8 data descriptor, 0x800 UTF-8 names, 0x2/0x4 deflate levels are normal. */
+    if (e->flags & ~(0x1u | 0x2u | 0x4u | 0x8u | 0x800u))
+        e->anomalies |= ZIP_ODD_FLAGS;
+}
+
+static int
+parse_central(zip_archive *z, const uint8_t *buf, size_t len, uint64_t cd_start, uint64_t cd_size, uint64_t want)
+{
+    if (cd_start > len || cd_size > len - cd_start)
+        return fail(z, "the central directory lies outside the file");
+    size_t cap = (size_t)(cd_size / CENTRAL_SIZE) + 1;
+    z->entries = calloc(cap, sizeof(zip_entry));
+    if (z->entries == NULL)
+        return fail(z, "out of memory");
+    uint64_t pos = cd_start, end = cd_start + cd_size;
+    while (end - pos >= CENTRAL_SIZE && u32(buf + pos) == SIG_CENTRAL && z->count < cap) {
+        const uint8_t *c = buf + pos;
+        size_t nlen = u16(c + 28), xlen = u16(c + 30), clen = u16(c + 32);
+        if (end - pos - CENTRAL_SIZE < nlen + xlen + clen)
+            return fail(z, "a central directory entry runs past the directory");
+        zip_entry *e = &z->entries[z->count++];
+        e->flags = u16(c + 8);
+        e->method = u16(c + 10);
+        e->crc = u32(c + 16);
+        e->comp_size = u32(c + 20);
+        e->size = u32(c + 24);
+        e->header_offset = u32(c + 42);
+        e->name = aisb_slice_make(c + CENTRAL_SIZE, nlen);
+        zip64_extra(c + CENTRAL_SIZE + nlen, xlen, e, u32(c + 24), u32(c + 20), u32(c + 42));
+        mark_flags(e);
+        pos += CENTRAL_SIZE + nlen + xlen + clen;
+    }
+    if (z->count != want && want != 0xffff && want != 0xffffffffu)
+        return fail(z, "the central directory has a different number of entries than its end record says");
+    z->cd_offset = cd_start;
+    z->cd_end = end;
+    return 0;
+}
+
+static void
+mark_duplicates(zip_archive *z)
+{
+    /* Quadratic only in the count of members sharing a hash bucket. */
+    size_t cap = 16;
+    while (cap < z->count * 2)
+        cap *= 2;
+    size_t *table = calloc(cap, sizeof *table);
+    if (table == NULL)
+        return;
+    for (size_t i = 0; i < z->count; i++) {
+        zip_entry *e = &z->entries[i];
+        uint64_t h = 1469598103934665603ULL;
+        for (size_t k = 0; k < e->name.n; k++)
+            h = (h ^ e->name.p[k]) * 1099511628211ULL;
+        size_t j = h & (cap - 1);
+        for (; table[j]; j = (j + 1) & (cap - 1)) {
+            zip_entry *o = &z->entries[table[j] - 1];
+            if (o->name.n == e->name.n && memcmp(o->name.p, e->name.p, e->name.n) == 0) {
+                o->anomalies |= ZIP_DUPLICATE;
+                e->anomalies |= ZIP_DUPLICATE;
+            }
+        }
+        table[j] = i + 1;
+    }
+    free(table);
+}
+
+/* Local entries the central directory does not list: walk the chain of
+ * local headers from the start, as a streaming reader would. */
+static void
+add_orphans(zip_archive *z, const uint8_t *buf, size_t len)
+{
+    uint64_t pos = z->prefix;
+    for (;;) {
+        if (pos > len || len - pos < LOCAL_SIZE || u32(buf + pos) != SIG_LOCAL)
+            return;
+        const uint8_t *h = buf + pos;
+        uint16_t flags = u16(h + 6);
+        size_t nlen = u16(h + 26), xlen = u16(h + 28);
+        uint64_t comp = u32(h + 18);
+        size_t known = z->count;
+        for (size_t i = 0; i < z->count; i++) {
+            if (z->entries[i].header_offset == pos) {
+                known = i;
+                break;
+            }
+        }
+        if (known < z->count)
+            comp = z->entries[known].comp_size;
+        else if (flags & 0x8)
+            return;  /* sizes only in a trailing descriptor: the chain cannot be followed */
+        uint64_t next = pos + LOCAL_SIZE + nlen + xlen + comp;
+        if (next > len || next < pos)
+            return;
+        if (known == z->count) {
+            zip_entry *grown = realloc(z->entries, (z->count + 1) * sizeof *grown);
+            if (grown == NULL)
+                return;
+            z->entries = grown;
+            zip_entry *e = &z->entries[z->count++];
+            memset(e, 0, sizeof *e);
+            e->flags = flags;
+            e->method = u16(h + 8);
+            e->crc = u32(h + 14);
+            e->comp_size = comp;
+            e->size = u32(h + 22);
+            e->header_offset = pos;
+            e->name = e->local_name = aisb_slice_make(h + LOCAL_SIZE, nlen);
+            e->data_offset = pos + LOCAL_SIZE + nlen + xlen;
+            e->anomalies = ZIP_ORPHAN;
+            mark_flags(e);
+        }
+        else if (flags & 0x8) {
+            /* skip the data descriptor, with or without its signature */
+            if (len - next >= 4 && u32(buf + next) == 0x08074b50u)
+                next += 4;
+            next += 12;
+        }
+        pos = next;
+    }
+}
+
+int
+zip_open(zip_archive *z, const uint8_t *buf, size_t len)
+{
+    memset(z, 0, sizeof *z);
+    size_t eocd;
+    if (find_eocd(buf, len, &eocd) < 0)
+        return fail(z, "no end of central directory record");
+    const uint8_t *e = buf + eocd;
+    uint64_t want = u16(e + 10), cd_size = u32(e + 12), cd_off = u32(e + 16);
+    uint64_t record_start = eocd;
+    z->end = eocd + EOCD_SIZE + u16(e + 20);
+    if (eocd >= 20 && u32(buf + eocd - 20) == SIG_LOCATOR64) {
+        uint64_t at = aisb_le(buf + eocd - 20 + 8, 8);
+        if (at <= len && len - at >= 56 && u32(buf + at) == SIG_EOCD64) {
+            want = aisb_le(buf + at + 32, 8);
+            cd_size = aisb_le(buf + at + 40, 8);
+            cd_off = aisb_le(buf + at + 48, 8);
+            record_start = at;
+        }
+    }
+    /* Bytes before the archive shift every offset by the same amount. */
+    if (cd_size <= record_start && record_start - cd_size >= cd_off)
+        z->prefix = record_start - cd_size - cd_off;
+    uint64_t cd_start = cd_off + z->prefix;
+    if (parse_central(z, buf, len, cd_start, cd_size, want) < 0)
+        return -1;
+    for (size_t i = 0; i < z->count; i++)
+        if (read_local(z, &z->entries[i], buf, len) < 0) {
+            snprintf(z->error, sizeof z->error, "member %zu has no local header at offset %llu", i,
+                     (unsigned long long)z->entries[i].header_offset);
+            return -1;
+        }
+    mark_duplicates(z);
+    add_orphans(z, buf, len);
+    return 0;
+}
+
+void
+zip_close(zip_archive *z)
+{
+    free(z->entries);
+    z->entries = NULL;
+    z->count = 0;
+}
+
+int
+zip_read(const zip_entry *e, const uint8_t *buf, size_t len, uint64_t cap, uint8_t **owned, aisb_slice *out,
+         char *err, size_t errlen)
+{
+    *owned = NULL;
+    if (e->data_offset > len || e->comp_size > len - e->data_offset) {
+        snprintf(err, errlen, "its data runs past the end of the file");
+        return -1;
+    }
+    const uint8_t *data = buf + e->data_offset;
+    if (e->method == 0) {
+        *out = aisb_slice_make(data, (size_t)e->comp_size);
+        return 0;
+    }
+    if (e->method != 8) {
+        snprintf(err, errlen, "compression method %u is not one torch can read", e->method);
+        return -1;
+    }
+    /* Size the buffer from the declared size, but never trust it past the cap. */
+    uint64_t want = e->size < cap ? e->size + 1 : cap;
+    if (want > SIZE_MAX || want == 0)
+        want = want ? SIZE_MAX : 1;
+    uint8_t *dst = malloc((size_t)want);
+    if (dst == NULL) {
+        snprintf(err, errlen, "cannot allocate %llu bytes to inflate it", (unsigned long long)want);
+        return -1;
+    }
+    size_t got = 0, used = 0;
+    aisb_inflate_status st = aisb_inflate(data, (size_t)e->comp_size, dst, (size_t)want, &got, &used);
+    if (st != AISB_INFLATE_OK) {
+        free(dst);
+        if (st == AISB_INFLATE_TOO_BIG)
+            snprintf(err, errlen, "it inflates past %llu bytes (%s)", (unsigned long long)want,
+                     want >= cap ? "the decompression cap" : "its declared size");
+        else
+            snprintf(err, errlen, "its deflate data is corrupt (%s)", aisb_inflate_strerror(st));
+        return -1;
+    }
+    *owned = dst;
+    *out = aisb_slice_make(dst, got);
+    return 0;
+}
+
+uint32_t
+aisb_crc32(const uint8_t *p, size_t n)
+{
+    /* Built per call: 256 entries cost less than any member worth checking,
+     * and there is no shared state between threads. */
+    uint32_t table[256];
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xedb88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++)
+        c = table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    return c ^ 0xffffffffu;
+}
