@@ -1,0 +1,3 @@
+from aisbom.cli import main
+
+raise SystemExit(main())
