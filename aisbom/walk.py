@@ -1,0 +1,153 @@
+"""Scanning many paths: directory walks, exclusions, parallel jobs, progress."""
+from __future__ import annotations
+
+import concurrent.futures
+import fnmatch
+import os
+import sys
+import time
+from typing import IO, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from aisbom.policy import Policy, default_policy
+from aisbom.report import FileReport, Finding, Severity, Verdict
+from aisbom.scanning import Limits, scan
+
+__all__ = ["MissingPath", "iter_files", "scan_paths", "scan_file_or_error"]
+
+# Version-control stores hold compressed copies of everything; they are never models.
+DEFAULT_SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
+
+
+class MissingPath(Exception):
+    """A path named on the command line does not exist."""
+
+
+def _excluded(path: str, rel: str, patterns: Sequence[str]) -> bool:
+    base = os.path.basename(path)
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(base, p) or fnmatch.fnmatch(path, p) for p in patterns)
+
+
+def _within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:
+        return False
+
+
+def iter_files(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tuple[str, Optional[str]]]:
+    """Yield (path, problem) for every regular file under paths.
+
+    problem is None for files to scan, or why a path is reported without
+    being read (a symlink leading out of the scanned tree, which is never
+    followed). Raises MissingPath for a path that does not exist.
+    """
+    for top in paths:
+        if not os.path.lexists(top):
+            raise MissingPath(f"no such file or directory: {top}")
+        if not os.path.isdir(top):
+            yield top, None
+            continue
+        root = os.path.realpath(top)
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if d not in DEFAULT_SKIP_DIRS)
+            for d in list(dirnames):
+                full = os.path.join(dirpath, d)
+                rel = os.path.relpath(full, top)
+                if _excluded(full, rel, exclude):
+                    dirnames.remove(d)
+                elif os.path.islink(full) and not _within(os.path.realpath(full), root):
+                    dirnames.remove(d)
+                    yield full, "a symlink to a directory outside the scanned tree; not followed"
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                rel = os.path.relpath(full, top)
+                if _excluded(full, rel, exclude):
+                    continue
+                if os.path.islink(full):
+                    target = os.path.realpath(full)
+                    if not _within(target, root):
+                        yield full, "a symlink to a file outside the scanned tree; not followed"
+                        continue
+                    if not os.path.isfile(target):
+                        continue
+                elif not os.path.isfile(full):
+                    continue  # sockets, fifos, devices: not files to read
+                yield full, None
+
+
+def _problem_report(path: str, message: str) -> FileReport:
+    return FileReport(
+        path=path,
+        format="unread",
+        verdict=Verdict.ERROR,
+        findings=(Finding("unreadable", Severity.ERROR, message),),
+    )
+
+
+def scan_file_or_error(path: str, policy: Optional[Policy] = None, lint: bool = False, limits: Optional[Limits] = None) -> FileReport:
+    """scan(), with files that vanish or can't be read reported as errors instead of raised."""
+    try:
+        return scan(path, policy=policy, lint=lint, limits=limits)
+    except OSError as exc:
+        return _problem_report(path, f"cannot read the file: {exc.strerror or exc}")
+
+
+class _Progress:
+    """A one-line counter on a terminal, shown only when the scan takes a moment."""
+
+    def __init__(self, total: int, enabled: bool, stream: IO[str] = sys.stderr) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = enabled and total > 1 and stream.isatty()
+        self.start = time.monotonic()
+        self.shown = False
+
+    def update(self, done: int, path: str) -> None:
+        if not self.enabled or time.monotonic() - self.start < 0.5:
+            return
+        width = 30
+        filled = width * done // self.total
+        label = path if len(path) <= 40 else "..." + path[-37:]
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {label:<40}")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 90 + "\r")
+            self.stream.flush()
+
+
+def scan_paths(
+    paths: Iterable[str],
+    *,
+    policy: Optional[Policy] = None,
+    lint: bool = False,
+    exclude: Sequence[str] = (),
+    jobs: Optional[int] = None,
+    progress: bool = True,
+    limits: Optional[Limits] = None,
+) -> Iterator[FileReport]:
+    """Scan files and directories in parallel; reports come in path order."""
+    policy = policy or default_policy()
+    files: List[Tuple[str, Optional[str]]] = list(iter_files(paths, exclude))
+    jobs = jobs or os.cpu_count() or 1
+    bar = _Progress(len(files), progress)
+    try:
+        if jobs == 1 or len(files) <= 1:
+            for i, (path, problem) in enumerate(files, 1):
+                yield _problem_report(path, problem) if problem else scan_file_or_error(path, policy, lint, limits)
+                bar.update(i, path)
+            return
+        # The engine releases the GIL while it scans, so threads scale.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [
+                pool.submit(_problem_report, path, problem) if problem
+                else pool.submit(scan_file_or_error, path, policy, lint, limits)
+                for path, problem in files
+            ]
+            for i, fut in enumerate(futures, 1):
+                yield fut.result()
+                bar.update(i, files[i - 1][0])
+    finally:
+        bar.close()
