@@ -22,7 +22,7 @@ aisb_vec_free(aisb_vec *v)
 }
 
 void *
-aisb_vec_push(aisb_vec *v, size_t count)
+aisb_vec_grow(aisb_vec *v, size_t count)
 {
     if (count > SIZE_MAX / v->item - v->len)
         return NULL;
@@ -40,7 +40,6 @@ aisb_vec_push(aisb_vec *v, size_t count)
         v->cap = cap;
     }
     char *slot = (char *)v->data + v->len * v->item;
-    memset(slot, 0, count * v->item);
     v->len += count;
     return slot;
 }

@@ -459,7 +459,12 @@ check_frame(pk_reader *r, pk_op *op)
 int
 pk_decode(pk_reader *r, pk_op *op, pk_error *err)
 {
-    memset(op, 0, sizeof *op);
+    /* Only the fields every consumer reads are reset; argument decoders set
+     * the rest for the opcodes that have them. This runs once per opcode. */
+    op->text = op->frame_flags = op->is_bool = 0;
+    op->n = 0;
+    op->s.p = op->s2.p = NULL;
+    op->s.n = op->s2.n = 0;
     op->offset = r->pos;
     if (r->pos >= r->len) {
         pk_error_set(err, r->pos, 0, "pickle data was truncated: no STOP opcode");

@@ -5,18 +5,29 @@
 #include <stdlib.h>
 
 /* ---- value representation ----
- * An sv is 0 (no value), a reference to a value record, a small integer, or
- * an immediate kind. Records exist only for values with content worth
- * keeping, so opcode-dense input costs a few bytes per opcode at most. */
+ * An sv is 0 (no value) or one of:
+ *   tag 0: a reference to a value record (tuples, lists, dicts, call results, ...)
+ *   tag 1: a small integer
+ *   tag 2: an immediate kind (None, True, False, a float, the empty tuple, ...)
+ *   tag 3: a value the stream itself holds, named by where it is: a UTF-8
+ *          string or a bytes literal (by the offset of its opcode, decoded
+ *          again when someone asks), or a global (by its report index).
+ * Records exist only for values with structure, so opcode-dense input costs
+ * a few bytes per opcode at most. */
 #define SV_TAG(v) ((v) & 3u)
 #define SV_REF_TAG 0u
 #define SV_INT_TAG 1u
 #define SV_IMM_TAG 2u
+#define SV_LAZY_TAG 3u
 #define SV_MAKE_REF(i) ((sv)((uint64_t)(i) + 1) << 2)
 #define SV_REF_INDEX(v) (((v) >> 2) - 1)
 #define SV_MAKE_IMM(k) (((sv)(k) << 2) | SV_IMM_TAG)
 #define SV_SMALL_MIN (-((int64_t)1 << 61))
 #define SV_SMALL_MAX (((int64_t)1 << 61) - 1)
+enum { LAZY_STR = 0, LAZY_BYTES = 1, LAZY_GLOBAL = 2 };
+#define SV_MAKE_LAZY(sub, payload) (((sv)(payload) << 4) | ((sv)(sub) << 2) | SV_LAZY_TAG)
+#define SV_LAZY_SUB(v) (((v) >> 2) & 3u)
+#define SV_LAZY_PAYLOAD(v) ((v) >> 4)
 
 enum {
     VF_ARENA = 1,     /* a string's a/b point into the decode arena */
@@ -56,8 +67,11 @@ struct scanner {
     aisb_vec stack;    /* sv */
     aisb_vec marks;    /* size_t stack heights */
     aisb_vec persids;  /* sv */
-    memo_slot *memo;
+    sv *dense;         /* memo indices below dense_cap */
+    size_t dense_cap;
+    memo_slot *memo;   /* the rest, hashed */
     size_t memo_cap;
+    size_t memo_sparse;
     size_t memo_count; /* distinct indices in use: MEMOIZE's next index */
     aisb_buf arena;    /* decoded strings */
     int oom;
@@ -120,6 +134,7 @@ scanner_free(scanner *sc)
     aisb_vec_free(&sc->persids);
     aisb_buf_free(&sc->arena);
     free(sc->memo);
+    free(sc->dense);
     free(sc);
 }
 
@@ -132,13 +147,16 @@ rec(const scanner *sc, sv v)
 static sv
 new_rec(scanner *sc, int kind, vrec **out)
 {
-    vrec *r = aisb_vec_push(&sc->vals, 1);
+    vrec *r = aisb_vec_push_raw(&sc->vals, 1);
     if (r == NULL) {
         sc->oom = 1;
         return 0;
     }
     r->kind = (uint8_t)kind;
+    r->text = 0;
+    r->flags = 0;
     r->global = -1;
+    r->a = r->b = r->c = 0;
     if (out)
         *out = r;
     return SV_MAKE_REF(sc->vals.len - 1);
@@ -150,8 +168,27 @@ sv_kind(const scanner *sc, sv v)
     switch (SV_TAG(v)) {
     case SV_INT_TAG: return SV_INT;
     case SV_IMM_TAG: return (int)(v >> 2);
+    case SV_LAZY_TAG:
+        switch (SV_LAZY_SUB(v)) {
+        case LAZY_STR: return SV_STR;
+        case LAZY_BYTES: return SV_BYTES;
+        default: return SV_GLOBAL;
+        }
     default: return v ? rec(sc, v)->kind : 0;
     }
+}
+
+/* The argument of the opcode at `offset`, which decoded fine once before. */
+static aisb_slice
+lazy_slice(const scanner *sc, sv v)
+{
+    pk_reader r;
+    pk_op op;
+    pk_error err;
+    pk_reader_init(&r, sc->buf, sc->len, (size_t)SV_LAZY_PAYLOAD(v));
+    if (pk_decode(&r, &op, &err) < 0)
+        return aisb_slice_make(sc->buf, 0);
+    return op.s;
 }
 
 /* ---- findings ---- */
@@ -201,7 +238,7 @@ fence(const scanner *sc)
 static int
 push(scanner *sc, sv v)
 {
-    sv *slot = aisb_vec_push(&sc->stack, 1);
+    sv *slot = aisb_vec_push_raw(&sc->stack, 1);
     if (slot == NULL || v == 0) {
         sc->oom = 1;
         return -1;
@@ -250,7 +287,10 @@ stack_at(scanner *sc, size_t i)
     return &AISB_VEC_AT(&sc->stack, sv, i);
 }
 
-/* ---- the memo ---- */
+/* ---- the memo ----
+ * Picklers number memo entries 0, 1, 2, ...: those live in a dense array.
+ * Indices far beyond the count in use (LONG_BINPUT 4294967295) go to a
+ * hash table, so a sparse index cannot make the array huge. */
 
 static uint64_t
 mix(uint64_t x)
@@ -261,52 +301,112 @@ mix(uint64_t x)
     return x;
 }
 
-static memo_slot *
+static sv *
 memo_find(const scanner *sc, uint64_t key)
 {
+    if (key < sc->dense_cap)
+        return sc->dense[key] ? &sc->dense[key] : NULL;
     if (sc->memo_cap == 0)
         return NULL;
     size_t j = mix(key) & (sc->memo_cap - 1);
     while (sc->memo[j].v) {
         if (sc->memo[j].key == key)
-            return &sc->memo[j];
+            return &sc->memo[j].v;
         j = (j + 1) & (sc->memo_cap - 1);
     }
     return NULL;
 }
 
 static int
+grow_sparse(scanner *sc)
+{
+    size_t cap = sc->memo_cap ? sc->memo_cap * 2 : 64;
+    memo_slot *t = calloc(cap, sizeof *t);
+    if (t == NULL)
+        return -1;
+    for (size_t i = 0; i < sc->memo_cap; i++) {
+        if (!sc->memo[i].v)
+            continue;
+        size_t j = mix(sc->memo[i].key) & (cap - 1);
+        while (t[j].v)
+            j = (j + 1) & (cap - 1);
+        t[j] = sc->memo[i];
+    }
+    free(sc->memo);
+    sc->memo = t;
+    sc->memo_cap = cap;
+    return 0;
+}
+
+static int
 memo_put(scanner *sc, uint64_t key, sv v)
 {
-    memo_slot *hit = memo_find(sc, key);
-    if (hit) {
-        hit->v = v;
-        return 0;
-    }
-    if ((sc->memo_count + 1) * 2 > sc->memo_cap) {
-        size_t cap = sc->memo_cap ? sc->memo_cap * 2 : 64;
-        memo_slot *t = calloc(cap, sizeof *t);
-        if (t == NULL) {
+    if (key >= sc->dense_cap && key < 2 * (uint64_t)sc->memo_count + 1024) {
+        size_t cap = sc->dense_cap ? sc->dense_cap : 1024;
+        while (cap <= key)
+            cap *= 2;
+        sv *d = realloc(sc->dense, cap * sizeof *d);
+        if (d == NULL) {
             sc->oom = 1;
             return -1;
         }
+        memset(d + sc->dense_cap, 0, (cap - sc->dense_cap) * sizeof *d);
+        sc->dense = d;
+        sc->dense_cap = cap;
+        /* Entries that were sparse may now belong to the array. */
         for (size_t i = 0; i < sc->memo_cap; i++) {
-            if (!sc->memo[i].v)
-                continue;
-            size_t j = mix(sc->memo[i].key) & (cap - 1);
-            while (t[j].v)
-                j = (j + 1) & (cap - 1);
-            t[j] = sc->memo[i];
+            if (sc->memo[i].v && sc->memo[i].key < cap) {
+                d[sc->memo[i].key] = sc->memo[i].v;
+                sc->memo[i].v = 0;
+                sc->memo_sparse--;
+            }
         }
-        free(sc->memo);
-        sc->memo = t;
-        sc->memo_cap = cap;
+        if (sc->memo_cap) {
+            /* rebuild the hash table without the moved entries (tombstone-free) */
+            memo_slot *old = sc->memo;
+            size_t oldcap = sc->memo_cap;
+            sc->memo = NULL;
+            sc->memo_cap = 0;
+            size_t keep = sc->memo_sparse;
+            sc->memo_sparse = 0;
+            for (size_t i = 0; keep && i < oldcap; i++) {
+                if (!old[i].v)
+                    continue;
+                if ((sc->memo_sparse + 1) * 2 > sc->memo_cap && grow_sparse(sc) < 0) {
+                    free(old);
+                    sc->oom = 1;
+                    return -1;
+                }
+                size_t j = mix(old[i].key) & (sc->memo_cap - 1);
+                while (sc->memo[j].v)
+                    j = (j + 1) & (sc->memo_cap - 1);
+                sc->memo[j] = old[i];
+                sc->memo_sparse++;
+            }
+            free(old);
+        }
+    }
+    if (key < sc->dense_cap) {
+        if (!sc->dense[key])
+            sc->memo_count++;
+        sc->dense[key] = v;
+        return 0;
+    }
+    sv *hit = memo_find(sc, key);
+    if (hit) {
+        *hit = v;
+        return 0;
+    }
+    if ((sc->memo_sparse + 1) * 2 > sc->memo_cap && grow_sparse(sc) < 0) {
+        sc->oom = 1;
+        return -1;
     }
     size_t j = mix(key) & (sc->memo_cap - 1);
     while (sc->memo[j].v)
         j = (j + 1) & (sc->memo_cap - 1);
     sc->memo[j].key = key;
     sc->memo[j].v = v;
+    sc->memo_sparse++;
     sc->memo_count++;
     return 0;
 }
@@ -328,6 +428,10 @@ latin1_to_utf8(aisb_buf *out, aisb_slice s)
 int
 sv_text(scanner *sc, sv v, aisb_slice *out)
 {
+    if (SV_TAG(v) == SV_LAZY_TAG && SV_LAZY_SUB(v) == LAZY_STR) {
+        *out = lazy_slice(sc, v);  /* validated UTF-8 when it was decoded */
+        return 0;
+    }
     if (SV_TAG(v) != SV_REF_TAG || !v || rec(sc, v)->kind != SV_STR)
         return -1;
     vrec *r = rec(sc, v);
@@ -369,6 +473,10 @@ sv_text(scanner *sc, sv v, aisb_slice *out)
 int
 sv_bytes(const scanner *sc, sv v, aisb_slice *out)
 {
+    if (SV_TAG(v) == SV_LAZY_TAG && SV_LAZY_SUB(v) == LAZY_BYTES) {
+        *out = lazy_slice(sc, v);
+        return 0;
+    }
     if (SV_TAG(v) != SV_REF_TAG || !v)
         return -1;
     vrec *r = rec(sc, v);
@@ -444,6 +552,8 @@ sv_dict_get(scanner *sc, sv v, const char *key, sv *out)
 int
 sv_global(const scanner *sc, sv v)
 {
+    if (SV_TAG(v) == SV_LAZY_TAG)
+        return SV_LAZY_SUB(v) == LAZY_GLOBAL ? (int)SV_LAZY_PAYLOAD(v) - 1 : -1;
     if (SV_TAG(v) != SV_REF_TAG || !v)
         return -1;
     vrec *r = rec(sc, v);
@@ -622,15 +732,19 @@ push_int(scanner *sc, const aisb_pyint *x, aisb_slice spelling, int text)
 }
 
 static int
-push_slice(scanner *sc, int kind, int text, aisb_slice s)
+push_slice(scanner *sc, int kind, int text, const pk_op *op)
 {
+    if (kind == SV_STR && text == PK_TEXT_UTF8)
+        return push(sc, SV_MAKE_LAZY(LAZY_STR, op->offset));
+    if (kind == SV_BYTES)
+        return push(sc, SV_MAKE_LAZY(LAZY_BYTES, op->offset));
     vrec *r;
     sv v = new_rec(sc, kind, &r);
     if (!v)
         return -1;
     r->text = (uint8_t)text;
-    r->a = (uint64_t)(s.p - sc->buf);
-    r->b = s.n;
+    r->a = (uint64_t)(op->s.p - sc->buf);
+    r->b = op->s.n;
     return push(sc, v);
 }
 
@@ -644,7 +758,7 @@ make_tuple(scanner *sc, size_t mark, sv *out)
         return 0;
     }
     size_t first = sc->kids.len;
-    sv *dst = aisb_vec_push(&sc->kids, n);
+    sv *dst = aisb_vec_push_raw(&sc->kids, n);
     vrec *r;
     sv v = dst ? new_rec(sc, SV_TUPLE, &r) : 0;
     if (!v) {
@@ -734,24 +848,18 @@ static int
 push_global(scanner *sc, const pk_op *op, aisb_slice module, aisb_slice name, uint32_t uses)
 {
     int g = aisb_report_global(sc->rep, sc->ctx.member, module, name, op->offset, op->code, uses | proto_use(sc));
-    vrec *r;
-    sv v = new_rec(sc, SV_GLOBAL, &r);
-    if (!v)
+    if (g < 0) {
+        sc->oom = 1;
         return -1;
-    r->global = g;
-    return push(sc, v);
+    }
+    return push(sc, SV_MAKE_LAZY(LAZY_GLOBAL, (uint64_t)g + 1));
 }
 
+/* A global already reported as unknowable: later uses add no findings. */
 static int
 push_unresolved_global(scanner *sc)
 {
-    vrec *r;
-    sv v = new_rec(sc, SV_GLOBAL, &r);
-    if (!v)
-        return -1;
-    r->global = -1;
-    r->flags = 1;  /* already reported */
-    return push(sc, v);
+    return push(sc, SV_MAKE_LAZY(LAZY_GLOBAL, 0));
 }
 
 /* Record a call of `callee` by op and push what it returns. */
@@ -961,10 +1069,10 @@ load_persid(scanner *sc, const pk_op *op)
 static int
 load_get(scanner *sc, const pk_op *op)
 {
-    memo_slot *m = memo_find(sc, (uint64_t)op->n);
+    sv *m = memo_find(sc, (uint64_t)op->n);
     if (m == NULL)
         return fail(sc, op, "memo value not found at index %lld", (long long)op->n);
-    return push(sc, m->v);
+    return push(sc, *m);
 }
 
 static int
@@ -1069,7 +1177,7 @@ load_pop(scanner *sc, const pk_op *op)
 static int
 load_mark(scanner *sc)
 {
-    size_t *m = aisb_vec_push(&sc->marks, 1);
+    size_t *m = aisb_vec_push_raw(&sc->marks, 1);
     if (m == NULL) {
         sc->oom = 1;
         return -1;
@@ -1173,15 +1281,15 @@ dispatch(scanner *sc, const pk_op *op)
     case PK_BINUNICODE8:
         if (op->text == PK_TEXT_8BIT)
             embedded_pickle(sc, op);
-        return push_slice(sc, SV_STR, op->text, op->s);
+        return push_slice(sc, SV_STR, op->text, op);
     case PK_BINBYTES:
     case PK_SHORT_BINBYTES:
     case PK_BINBYTES8:
         embedded_pickle(sc, op);
-        return push_slice(sc, SV_BYTES, 0, op->s);
+        return push_slice(sc, SV_BYTES, 0, op);
     case PK_BYTEARRAY8:
         embedded_pickle(sc, op);
-        return push_slice(sc, SV_BYTEARRAY, 0, op->s);
+        return push_slice(sc, SV_BYTEARRAY, 0, op);
     case PK_APPEND: return load_add_top(sc, op, 1, SV_LIST);
     case PK_APPENDS: return load_add_marked(sc, op, SV_LIST);
     case PK_SETITEM: return load_add_top(sc, op, 2, SV_DICT);

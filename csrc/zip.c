@@ -181,37 +181,68 @@ mark_duplicates(zip_archive *z)
     free(table);
 }
 
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Index of the central-directory entry whose local header is at `pos`. */
+static size_t
+entry_at(const zip_archive *z, const uint64_t *sorted, const size_t *order, size_t n, uint64_t pos)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < pos)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && sorted[lo] == pos ? order[lo] : z->count;
+}
+
 /* Local entries the central directory does not list: walk the chain of
  * local headers from the start, as a streaming reader would. */
 static void
 add_orphans(zip_archive *z, const uint8_t *buf, size_t len)
 {
+    size_t n = z->count;
+    uint64_t *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    uint64_t *pairs = malloc((n ? n : 1) * 2 * sizeof *pairs);
+    if (!sorted || !order || !pairs)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        pairs[2 * i] = z->entries[i].header_offset;
+        pairs[2 * i + 1] = i;
+    }
+    qsort(pairs, n, 2 * sizeof *pairs, cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        sorted[i] = pairs[2 * i];
+        order[i] = (size_t)pairs[2 * i + 1];
+    }
     uint64_t pos = z->prefix;
     for (;;) {
         if (pos > len || len - pos < LOCAL_SIZE || u32(buf + pos) != SIG_LOCAL)
-            return;
+            break;
         const uint8_t *h = buf + pos;
         uint16_t flags = u16(h + 6);
         size_t nlen = u16(h + 26), xlen = u16(h + 28);
         uint64_t comp = u32(h + 18);
-        size_t known = z->count;
-        for (size_t i = 0; i < z->count; i++) {
-            if (z->entries[i].header_offset == pos) {
-                known = i;
-                break;
-            }
-        }
-        if (known < z->count)
+        size_t known = entry_at(z, sorted, order, n, pos);
+        if (known < n)
             comp = z->entries[known].comp_size;
         else if (flags & 0x8)
-            return;  /* sizes only in a trailing descriptor: the chain cannot be followed */
+            break;  /* sizes only in a trailing descriptor: the chain cannot be followed */
         uint64_t next = pos + LOCAL_SIZE + nlen + xlen + comp;
         if (next > len || next < pos)
-            return;
-        if (known == z->count) {
+            break;
+        if (known == n) {
             zip_entry *grown = realloc(z->entries, (z->count + 1) * sizeof *grown);
             if (grown == NULL)
-                return;
+                break;
             z->entries = grown;
             zip_entry *e = &z->entries[z->count++];
             memset(e, 0, sizeof *e);
@@ -234,6 +265,10 @@ add_orphans(zip_archive *z, const uint8_t *buf, size_t len)
         }
         pos = next;
     }
+done:
+    free(sorted);
+    free(order);
+    free(pairs);
 }
 
 int
