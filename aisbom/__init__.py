@@ -21,10 +21,14 @@ from aisbom.errors import (
 from aisbom.policy import Policy, default_policy
 from aisbom.report import FileReport, Finding, Severity, Verdict
 from aisbom.scanning import Limits, scan, scan_buffer, scan_bytes
+from aisbom.loader import allowed, safe_load, safe_loads
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "safe_load",
+    "safe_loads",
+    "allowed",
     "scan",
     "scan_bytes",
     "scan_buffer",

@@ -8,11 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Name tests fold ASCII case, as torch's record lookup does. */
 static int
 ends_with(aisb_slice s, const char *suffix)
 {
     size_t n = strlen(suffix);
-    return s.n >= n && memcmp(s.p + s.n - n, suffix, n) == 0;
+    return s.n >= n && zip_name_eq(aisb_slice_make(s.p + s.n - n, n), aisb_slice_make(suffix, n));
 }
 
 /* "data.pkl" or "<prefix>/data.pkl" */
@@ -20,33 +21,38 @@ static int
 is_record(aisb_slice name, const char *record)
 {
     size_t n = strlen(record);
-    if (aisb_slice_eq(name, record))
+    if (zip_name_eq(name, aisb_slice_make(record, n)))
         return 1;
-    if (name.n <= n || memcmp(name.p + name.n - n, record, n) != 0 || name.p[name.n - n - 1] != '/')
+    if (name.n <= n || !ends_with(name, record) || name.p[name.n - n - 1] != '/')
         return 0;
     const uint8_t *slash = memchr(name.p, '/', name.n - n - 1);
     return slash == NULL;  /* exactly one folder above */
+}
+
+/* After "<prefix>/": the rest of the name. */
+static aisb_slice
+after_prefix(aisb_slice name)
+{
+    const uint8_t *first = memchr(name.p, '/', name.n);
+    const uint8_t *after = first ? first + 1 : name.p;
+    return aisb_slice_make(after, (size_t)(name.p + name.n - after));
 }
 
 /* "<prefix>/data/<key>": a storage record, raw bytes to torch. */
 static int
 is_storage(aisb_slice name)
 {
-    const uint8_t *p = name.p, *end = name.p + name.n;
-    const uint8_t *first = memchr(p, '/', name.n);
-    const uint8_t *after = first ? first + 1 : p;
-    if ((size_t)(end - after) > 5 && memcmp(after, "data/", 5) == 0)
-        return memchr(after + 5, '/', (size_t)(end - after - 5)) == NULL;
-    return 0;
+    aisb_slice rest = after_prefix(name);
+    return rest.n > 5 && zip_name_eq(aisb_slice_make(rest.p, 5), aisb_slice_make("data/", 5)) &&
+           memchr(rest.p + 5, '/', rest.n - 5) == NULL;
 }
 
 static int
 in_folder(aisb_slice name, const char *folder)
 {
     size_t n = strlen(folder);
-    const uint8_t *first = memchr(name.p, '/', name.n);
-    const uint8_t *after = first ? first + 1 : name.p;
-    return (size_t)(name.p + name.n - after) > n && memcmp(after, folder, n) == 0;
+    aisb_slice rest = after_prefix(name);
+    return rest.n > n && zip_name_eq(aisb_slice_make(rest.p, n), aisb_slice_make(folder, n));
 }
 
 static void
@@ -63,7 +69,13 @@ report_anomalies(aisb_report *rep, int m, const zip_entry *e)
         {ZIP_DUPLICATE, "another member has the same name; readers disagree about which one counts"},
         {ZIP_ORPHAN, "it is a local entry the central directory does not list"},
         {ZIP_SHIFTED, "its offsets only work after accounting for bytes before the archive"},
+        {ZIP_ALTERNATE, "only the 32-bit central directory lists it; the ZIP64 record points elsewhere"},
     };
+    if (e->anomalies & ZIP_DIRECTORY)
+        aisb_report_finding(rep, "zip-anomaly", SEV_MALICIOUS, m, -1, e->header_offset,
+                            "zip member at offset %llu is marked as a directory but holds data: torch's reader "
+                            "skips reading it and uses uninitialised memory instead",
+                            (unsigned long long)e->header_offset);
     for (size_t i = 0; i < sizeof KINDS / sizeof KINDS[0]; i++)
         if (e->anomalies & KINDS[i].bit)
             aisb_report_finding(rep, "zip-anomaly", SEV_SUSPICIOUS, m, -1, e->header_offset,

@@ -8,6 +8,8 @@
 #include "inflate.h"
 #include "opcodes.h"
 #include "report.h"
+#include "unpickler.h"
+#include "zip.h"
 
 static PyObject *
 str_or_bytes(const char *p, size_t n)
@@ -163,7 +165,100 @@ core_inflate_raw(PyObject *self, PyObject *args)
     return out;
 }
 
+PyDoc_STRVAR(unpickle_doc,
+"unpickle(data, globals, /, *, start=0, calls=None, newobjs=None, builds=None,\n"
+"         persistent_load=None, encoding='ASCII', errors='strict',\n"
+"         max_stack=2**24, max_memo=2**26) -> (object, end)\n\n"
+"Run the allowlisting unpickler on data[start:] up to its STOP. globals maps\n"
+"'module.qualname' to the object to use; calls maps id(obj) to obj for\n"
+"objects REDUCE/OBJ/INST may call; newobjs maps id(cls) to (cls, impl) for\n"
+"NEWOBJ; builds maps id(type) to (type, impl) for BUILD. Refusals raise\n"
+"aisbom.errors exceptions naming the opcode and byte offset. aisbom.loader\n"
+"prepares the tables; use aisbom.safe_load rather than this.");
+
+static PyObject *
+core_unpickle(PyObject *self, PyObject *args, PyObject *kw)
+{
+    (void)self;
+    static char *kwlist[] = {"data", "globals", "start", "calls", "newobjs", "builds", "persistent_load",
+                             "encoding", "errors", "max_stack", "max_memo", NULL};
+    Py_buffer view;
+    PyObject *globals, *calls = Py_None, *newobjs = Py_None, *builds = Py_None, *persistent = Py_None;
+    Py_ssize_t start = 0, max_stack = (Py_ssize_t)1 << 24, max_memo = (Py_ssize_t)1 << 26;
+    const char *encoding = "ASCII", *errors = "strict";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "y*O!|$nOOOOssnn:unpickle", kwlist, &view, &PyDict_Type, &globals,
+                                     &start, &calls, &newobjs, &builds, &persistent, &encoding, &errors, &max_stack,
+                                     &max_memo))
+        return NULL;
+    if (start < 0 || start > view.len || max_stack < 1 || max_memo < 0) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "start, max_stack or max_memo out of range");
+        return NULL;
+    }
+    vm_policy pol = {
+        .globals = globals,
+        .calls = calls,
+        .newobjs = newobjs,
+        .builds = builds,
+        .persistent_load = persistent == Py_None ? NULL : persistent,
+        .encoding = encoding,
+        .errors = errors,
+        .max_stack = max_stack,
+        .max_memo = max_memo,
+    };
+    size_t end = 0;
+    PyObject *obj = vm_load(&pol, view.buf, (size_t)view.len, (size_t)start, &end);
+    PyBuffer_Release(&view);
+    if (obj == NULL)
+        return NULL;
+    return Py_BuildValue("(Nn)", obj, (Py_ssize_t)end);
+}
+
+PyDoc_STRVAR(zip_entries_doc,
+"zip_entries(data, /) -> list\n\n"
+"The members of a zip archive as the scanner reads them, in central-directory\n"
+"order and then any local entries the directory does not list:\n"
+"(name: bytes, method, flags, crc, comp_size, size, data_offset, anomalies).\n"
+"The loader picks records from this list, so it never reads a zip differently\n"
+"from the scan. ValueError when there is no usable central directory.");
+
+static PyObject *
+core_zip_entries(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    zip_archive z;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = zip_open(&z, view.buf, (size_t)view.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        PyErr_Format(PyExc_ValueError, "zip archive cannot be read: %s", z.error);
+        zip_close(&z);
+        return NULL;
+    }
+    PyObject *list = PyList_New((Py_ssize_t)z.count);
+    for (size_t i = 0; list && i < z.count; i++) {
+        const zip_entry *e = &z.entries[i];
+        PyObject *t = Py_BuildValue("(y#HHkKKKi)", (const char *)e->name.p, (Py_ssize_t)e->name.n, e->method,
+                                    e->flags, (unsigned long)e->crc, (unsigned long long)e->comp_size,
+                                    (unsigned long long)e->size, (unsigned long long)e->data_offset, e->anomalies);
+        if (t == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+    zip_close(&z);
+    return list;
+}
+
 static PyMethodDef core_methods[] = {
+    {"zip_entries", core_zip_entries, METH_O, zip_entries_doc},
+    {"unpickle", (PyCFunction)(void (*)(void))core_unpickle, METH_VARARGS | METH_KEYWORDS, unpickle_doc},
     {"scan", (PyCFunction)(void (*)(void))core_scan, METH_VARARGS | METH_KEYWORDS, scan_doc},
     {"sniff", core_sniff, METH_O, sniff_doc},
     {"inflate_raw", core_inflate_raw, METH_VARARGS, inflate_doc},
@@ -197,7 +292,11 @@ PyInit__core(void)
         PyModule_AddIntConstant(m, "USE_METHOD", USE_METHOD) < 0 ||
         PyModule_AddIntConstant(m, "USE_STACK_GLOBAL", USE_STACK_GLOBAL) < 0 ||
         PyModule_AddIntConstant(m, "USE_PROTO_LT3", USE_PROTO_LT3) < 0 ||
-        PyModule_AddIntConstant(m, "USE_PROTO_GE3", USE_PROTO_GE3) < 0) {
+        PyModule_AddIntConstant(m, "USE_PROTO_GE3", USE_PROTO_GE3) < 0 ||
+        PyModule_AddIntConstant(m, "ZIP_ORPHAN", ZIP_ORPHAN) < 0 ||
+        PyModule_AddIntConstant(m, "ZIP_ALTERNATE", ZIP_ALTERNATE) < 0 ||
+        PyModule_AddIntConstant(m, "ZIP_DUPLICATE", ZIP_DUPLICATE) < 0 ||
+        PyModule_AddIntConstant(m, "ZIP_DIRECTORY", ZIP_DIRECTORY) < 0) {
         Py_DECREF(m);
         return NULL;
     }

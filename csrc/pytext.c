@@ -269,7 +269,7 @@ aisb_pyfloat_opcode(const uint8_t *line, size_t n)
             i = k;  /* an exponent without digits is not consumed */
     }
     /* The end pointer must rest on the newline or on a NUL. */
-    return (i == end) ? 0 : -1;
+    return (i == end || line[i] == '\n') ? 0 : -1;
 }
 
 static int

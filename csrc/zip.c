@@ -119,17 +119,38 @@ mark_flags(zip_entry *e)
         e->anomalies |= ZIP_ODD_FLAGS;
 }
 
+static uint8_t
+lower(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+}
+
+int
+zip_name_eq(aisb_slice a, aisb_slice b)
+{
+    if (a.n != b.n)
+        return 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (lower(a.p[i]) != lower(b.p[i]))
+            return 0;
+    return 1;
+}
+
+/* Append the entries of the central directory at cd_start. */
 static int
-parse_central(zip_archive *z, const uint8_t *buf, size_t len, uint64_t cd_start, uint64_t cd_size, uint64_t want)
+parse_central(zip_archive *z, const uint8_t *buf, size_t len, uint64_t cd_start, uint64_t cd_size, uint64_t want,
+              int anomaly)
 {
     if (cd_start > len || cd_size > len - cd_start)
         return fail(z, "the central directory lies outside the file");
-    size_t cap = (size_t)(cd_size / CENTRAL_SIZE) + 1;
-    z->entries = calloc(cap, sizeof(zip_entry));
-    if (z->entries == NULL)
+    size_t cap = (size_t)(cd_size / CENTRAL_SIZE) + 1, first = z->count;
+    zip_entry *grown = realloc(z->entries, (z->count + cap) * sizeof *grown);
+    if (grown == NULL)
         return fail(z, "out of memory");
+    z->entries = grown;
+    memset(z->entries + z->count, 0, cap * sizeof *grown);
     uint64_t pos = cd_start, end = cd_start + cd_size;
-    while (end - pos >= CENTRAL_SIZE && u32(buf + pos) == SIG_CENTRAL && z->count < cap) {
+    while (end - pos >= CENTRAL_SIZE && u32(buf + pos) == SIG_CENTRAL && z->count - first < cap) {
         const uint8_t *c = buf + pos;
         size_t nlen = u16(c + 28), xlen = u16(c + 30), clen = u16(c + 32);
         if (end - pos - CENTRAL_SIZE < nlen + xlen + clen)
@@ -140,23 +161,27 @@ parse_central(zip_archive *z, const uint8_t *buf, size_t len, uint64_t cd_start,
         e->crc = u32(c + 16);
         e->comp_size = u32(c + 20);
         e->size = u32(c + 24);
+        e->external_attr = u32(c + 38);
         e->header_offset = u32(c + 42);
         e->name = aisb_slice_make(c + CENTRAL_SIZE, nlen);
+        e->anomalies = anomaly;
         zip64_extra(c + CENTRAL_SIZE + nlen, xlen, e, u32(c + 24), u32(c + 20), u32(c + 42));
         mark_flags(e);
+        /* miniz skips reading a "directory" and leaves its buffer as it was */
+        if (((e->external_attr & 0x10) || (nlen && e->name.p[nlen - 1] == '/')) && (e->size || e->comp_size))
+            e->anomalies |= ZIP_DIRECTORY;
         pos += CENTRAL_SIZE + nlen + xlen + clen;
     }
-    if (z->count != want && want != 0xffff && want != 0xffffffffu)
+    if (z->count - first != want && want != 0xffff && want != 0xffffffffu)
         return fail(z, "the central directory has a different number of entries than its end record says");
-    z->cd_offset = cd_start;
-    z->cd_end = end;
     return 0;
 }
 
 static void
 mark_duplicates(zip_archive *z)
 {
-    /* Quadratic only in the count of members sharing a hash bucket. */
+    /* Names equal after ASCII case folding count as duplicates: torch's
+     * lookup folds case, and which copy it finds depends on a heap sort. */
     size_t cap = 16;
     while (cap < z->count * 2)
         cap *= 2;
@@ -167,11 +192,11 @@ mark_duplicates(zip_archive *z)
         zip_entry *e = &z->entries[i];
         uint64_t h = 1469598103934665603ULL;
         for (size_t k = 0; k < e->name.n; k++)
-            h = (h ^ e->name.p[k]) * 1099511628211ULL;
+            h = (h ^ lower(e->name.p[k])) * 1099511628211ULL;
         size_t j = h & (cap - 1);
         for (; table[j]; j = (j + 1) & (cap - 1)) {
             zip_entry *o = &z->entries[table[j] - 1];
-            if (o->name.n == e->name.n && memcmp(o->name.p, e->name.p, e->name.n) == 0) {
+            if (zip_name_eq(o->name, e->name)) {
                 o->anomalies |= ZIP_DUPLICATE;
                 e->anomalies |= ZIP_DUPLICATE;
             }
@@ -280,25 +305,55 @@ zip_open(zip_archive *z, const uint8_t *buf, size_t len)
         return fail(z, "no end of central directory record");
     const uint8_t *e = buf + eocd;
     uint64_t want = u16(e + 10), cd_size = u32(e + 12), cd_off = u32(e + 16);
+    uint64_t want32 = want, cd_size32 = cd_size, cd_off32 = cd_off;
     uint64_t record_start = eocd;
+    int zip64 = 0;
     z->end = eocd + EOCD_SIZE + u16(e + 20);
+    if (z->end > len)
+        z->end = len;  /* the comment length is not checked by miniz either */
     if (eocd >= 20 && u32(buf + eocd - 20) == SIG_LOCATOR64) {
+        /* A valid ZIP64 record overrides the 32-bit one, whatever it says (miniz). */
         uint64_t at = aisb_le(buf + eocd - 20 + 8, 8);
         if (at <= len && len - at >= 56 && u32(buf + at) == SIG_EOCD64) {
             want = aisb_le(buf + at + 32, 8);
             cd_size = aisb_le(buf + at + 40, 8);
             cd_off = aisb_le(buf + at + 48, 8);
             record_start = at;
+            zip64 = 1;
         }
     }
     /* Bytes before the archive shift every offset by the same amount. */
     if (cd_size <= record_start && record_start - cd_size >= cd_off)
         z->prefix = record_start - cd_size - cd_off;
     uint64_t cd_start = cd_off + z->prefix;
-    if (parse_central(z, buf, len, cd_start, cd_size, want) < 0)
+    if (parse_central(z, buf, len, cd_start, cd_size, want, 0) < 0)
         return -1;
+    z->cd_offset = cd_start;
+    z->cd_end = cd_start + cd_size;
+    size_t listed = z->count;
+    /* A reader that ignores ZIP64 sees the 32-bit directory: read it too. */
+    if (zip64 && cd_off32 != 0xffffffffu && cd_size32 != 0xffffffffu && (cd_off32 != cd_off || cd_size32 != cd_size) &&
+        cd_off32 + z->prefix <= len && cd_size32 <= len - (cd_off32 + z->prefix)) {
+        zip_archive alt;
+        memset(&alt, 0, sizeof alt);
+        if (parse_central(&alt, buf, len, cd_off32 + z->prefix, cd_size32, want32, ZIP_ALTERNATE) == 0) {
+            zip_entry *grown = realloc(z->entries, (z->count + alt.count) * sizeof *grown);
+            if (grown) {
+                z->entries = grown;
+                memcpy(z->entries + z->count, alt.entries, alt.count * sizeof *grown);
+                z->count += alt.count;
+            }
+        }
+        free(alt.entries);
+    }
     for (size_t i = 0; i < z->count; i++)
         if (read_local(z, &z->entries[i], buf, len) < 0) {
+            if (i >= listed) {
+                /* an alternate entry without a local header: drop it */
+                z->entries[i] = z->entries[--z->count];
+                i--;
+                continue;
+            }
             snprintf(z->error, sizeof z->error, "member %zu has no local header at offset %llu", i,
                      (unsigned long long)z->entries[i].header_offset);
             return -1;

@@ -16,6 +16,8 @@ enum {
     ZIP_DUPLICATE = 1 << 4,       /* another member has the same name */
     ZIP_ORPHAN = 1 << 5,          /* a local entry the central directory does not list */
     ZIP_SHIFTED = 1 << 6,         /* offsets only make sense after adding the prefix length */
+    ZIP_DIRECTORY = 1 << 7,       /* marked as a directory yet holding data: torch reads uninitialised memory */
+    ZIP_ALTERNATE = 1 << 8,       /* listed only by a second central directory the ZIP64 record hides */
 };
 
 typedef struct {
@@ -28,6 +30,7 @@ typedef struct {
     uint64_t size;
     uint64_t header_offset;       /* of the local header, prefix included */
     uint64_t data_offset;
+    uint32_t external_attr;
     int anomalies;                /* ZIP_* */
 } zip_entry;
 
@@ -40,6 +43,10 @@ typedef struct {
     uint64_t end;                 /* one past the end-of-central-directory record(s) and comment */
     char error[160];
 } zip_archive;
+
+/* ASCII case-insensitive name equality: torch's reader (miniz) looks
+ * records up this way. */
+int zip_name_eq(aisb_slice a, aisb_slice b);
 
 /* Parse the central directory and the local headers. Returns 0, or -1 with
  * z->error set when there is no usable central directory. */
