@@ -50,11 +50,10 @@ def allowed(*names: AllowSpec) -> Iterator[None]:
 
 
 def _torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Without importing it: a plain pickle should not pay for torch's import."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 # ---- the table for one load ----
@@ -91,8 +90,11 @@ def _default_build(inst: Any, state: Any) -> None:
         _set_attributes(inst, state, f"a {type(inst).__name__}")
 
 
-def _table_for(tensors: str, allow: Sequence[AllowSpec]) -> LoadTable:
-    table = _base_table(tensors).copy()
+def _table_for(tensors: str, allow: Sequence[AllowSpec], report: FileReport) -> LoadTable:
+    modules = {g.resolved.split(".", 1)[0] for g in report.globals}
+    table = _base_table(tensors, "numpy" in modules, "torch" in modules or report.format.startswith("torch"))
+    if allow:
+        table = table.copy()
     for spec in allow:
         name = global_name_of(spec)
         if name in table.globals:
@@ -107,13 +109,14 @@ def _table_for(tensors: str, allow: Sequence[AllowSpec]) -> LoadTable:
     return table
 
 
-_TABLES: Dict[str, LoadTable] = {}
+_TABLES: Dict[Tuple[str, bool, bool], LoadTable] = {}
 
 
-def _base_table(tensors: str) -> LoadTable:
-    if tensors not in _TABLES:
-        _TABLES[tensors] = build_table(tensors)
-    return _TABLES[tensors]
+def _base_table(tensors: str, with_numpy: bool, with_torch: bool) -> LoadTable:
+    key = (tensors, with_numpy, with_torch)
+    if key not in _TABLES:
+        _TABLES[key] = build_table(tensors, with_numpy=with_numpy, with_torch=with_torch)
+    return _TABLES[key]
 
 
 # ---- refusing ----
@@ -247,7 +250,7 @@ def load_buffer(buf: Any, *, path: Optional[str] = None, allow: Sequence[AllowSp
             if sandboxed.available():
                 return sandboxed.load(buf, path=path, report=report, map_location=map_location, tensors=tensors)
         _refuse(report)
-    table = _table_for(tensors, specs)
+    table = _table_for(tensors, specs, report)
     loader = _Loader(buf, path, table, tensors, map_location, mmap, encoding, limits)
     return loader.load(report.format)
 

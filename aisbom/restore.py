@@ -338,16 +338,19 @@ def check_view(numel: int, offset: Any, size: Any, stride: Any, what: str = "ten
     return tuple(size), tuple(stride)
 
 
-def build_table(tensors: str = "torch") -> LoadTable:
-    """The default table: builtins, numpy, and torch (real tensors or numpy arrays)."""
+def build_table(tensors: str = "torch", *, with_numpy: bool = True, with_torch: bool = True) -> LoadTable:
+    """The default table: builtins, plus numpy and torch (real tensors or numpy
+    arrays) when the file names them; importing torch for a plain pickle would
+    cost more than loading it."""
     t = LoadTable()
     _add_builtins(t)
-    _add_numpy(t)
-    if tensors == "torch":
+    if with_numpy or (with_torch and tensors == "numpy"):
+        _add_numpy(t)
+    if with_torch and tensors == "torch":
         from aisbom.torch_support import add_torch
 
         add_torch(t)
-    else:
+    elif with_torch:
         from aisbom.numpy_tensors import add_numpy_tensors
 
         add_numpy_tensors(t)
