@@ -30,7 +30,7 @@ enum { LAZY_STR = 0, LAZY_BYTES = 1, LAZY_GLOBAL = 2 };
 #define SV_LAZY_PAYLOAD(v) ((v) >> 4)
 
 enum {
-    VF_ARENA = 1,     /* a string's a/b point into the decode arena */
+    VF_ARENA = 1,     /* a string's a is a pointer to its decoded text (in decoded), b its length */
     VF_BIG_TEXT = 2,  /* an SV_BIGINT spelled in text (INT, LONG), not LONG1/LONG4 bytes */
 };
 
@@ -73,7 +73,7 @@ struct scanner {
     size_t memo_cap;
     size_t memo_sparse;
     size_t memo_count; /* distinct indices in use: MEMOIZE's next index */
-    aisb_buf arena;    /* decoded strings */
+    aisb_vec decoded;  /* char *: one block per decoded string, freed at the end */
     int oom;
 };
 
@@ -118,6 +118,7 @@ scanner_new(aisb_report *rep, const uint8_t *buf, size_t len, const scan_ctx *ct
     aisb_vec_init(&sc->stack, sizeof(sv));
     aisb_vec_init(&sc->marks, sizeof(size_t));
     aisb_vec_init(&sc->persids, sizeof(sv));
+    aisb_vec_init(&sc->decoded, sizeof(char *));
     return sc;
 }
 
@@ -132,7 +133,9 @@ scanner_free(scanner *sc)
     aisb_vec_free(&sc->stack);
     aisb_vec_free(&sc->marks);
     aisb_vec_free(&sc->persids);
-    aisb_buf_free(&sc->arena);
+    for (size_t i = 0; i < sc->decoded.len; i++)
+        free(AISB_VEC_AT(&sc->decoded, char *, i));
+    aisb_vec_free(&sc->decoded);
     free(sc->memo);
     free(sc->dense);
     free(sc);
@@ -437,7 +440,7 @@ sv_text(scanner *sc, sv v, aisb_slice *out)
     vrec *r = rec(sc, v);
     if (!(r->flags & VF_ARENA) && r->text != PK_TEXT_UTF8) {
         aisb_slice raw = aisb_slice_make(sc->buf + r->a, (size_t)r->b);
-        size_t start = sc->arena.len;
+        aisb_buf text = {0};
         int rc;
         if (r->text == PK_TEXT_ESCAPED) {
             /* The unpickler turns the escaped bytes into str with its
@@ -447,24 +450,31 @@ sv_text(scanner *sc, sv v, aisb_slice *out)
             rc = aisb_escape_decode(raw.p, raw.n, &tmp);
             if (rc == 0) {
                 aisb_slice d = aisb_slice_make(tmp.data, tmp.len);
-                rc = aisb_utf8_valid(d.p, d.n, 0) ? aisb_buf_put(&sc->arena, d.p, d.n) : latin1_to_utf8(&sc->arena, d);
+                rc = aisb_utf8_valid(d.p, d.n, 0) ? aisb_buf_put(&text, d.p, d.n) : latin1_to_utf8(&text, d);
             }
             aisb_buf_free(&tmp);
         }
         else if (r->text == PK_TEXT_RAWESC)
-            rc = aisb_raw_unicode_escape_decode(raw.p, raw.n, &sc->arena);
+            rc = aisb_raw_unicode_escape_decode(raw.p, raw.n, &text);
         else
-            rc = aisb_utf8_valid(raw.p, raw.n, 0) ? aisb_buf_put(&sc->arena, raw.p, raw.n) : latin1_to_utf8(&sc->arena, raw);
-        if (rc < 0) {
+            rc = aisb_utf8_valid(raw.p, raw.n, 0) ? aisb_buf_put(&text, raw.p, raw.n) : latin1_to_utf8(&text, raw);
+        if (rc == 0 && text.data == NULL)
+            rc = aisb_buf_put(&text, "", 0);
+        /* Each decoded text keeps its own block, so slices handed out
+         * earlier stay valid however many more are decoded. */
+        char **slot = rc == 0 ? aisb_vec_push_raw(&sc->decoded, 1) : NULL;
+        if (slot == NULL) {
+            aisb_buf_free(&text);
             sc->oom = 1;
             return -1;
         }
+        *slot = text.data;
         r->flags |= VF_ARENA;
-        r->a = start;
-        r->b = sc->arena.len - start;
+        r->a = (uint64_t)(uintptr_t)text.data;
+        r->b = text.len;
     }
     if (r->flags & VF_ARENA)
-        *out = aisb_slice_make(sc->arena.data + r->a, (size_t)r->b);
+        *out = aisb_slice_make((const uint8_t *)(uintptr_t)r->a, (size_t)r->b);
     else
         *out = aisb_slice_make(sc->buf + r->a, (size_t)r->b);
     return 0;
@@ -905,17 +915,24 @@ load_stack_global(scanner *sc, const pk_op *op)
     if (pop(sc, op, &name) < 0 || pop(sc, op, &module) < 0)
         return -1;
     aisb_slice m, n;
-    if (sv_kind(sc, module) == SV_STR && sv_kind(sc, name) == SV_STR && sv_text(sc, module, &m) == 0 &&
-        sv_text(sc, name, &n) == 0) {
-        /* sv_text may append to the arena; copy before it moves. */
+    if (sv_kind(sc, module) == SV_STR && sv_kind(sc, name) == SV_STR) {
+        /* Copy both names out: the report's string table may move as the
+         * global is recorded. */
         aisb_buf tmp = {0};
-        if (aisb_buf_put(&tmp, m.p, m.n) < 0 || aisb_buf_put(&tmp, n.p, n.n) < 0) {
+        int rc = -1;
+        size_t mlen = 0;
+        if (sv_text(sc, module, &m) == 0 && aisb_buf_put(&tmp, m.p, m.n) == 0) {
+            mlen = m.n;
+            if (sv_text(sc, name, &n) == 0 && aisb_buf_put(&tmp, n.p, n.n) == 0)
+                rc = 0;
+        }
+        if (rc < 0) {
             aisb_buf_free(&tmp);
             sc->oom = 1;
             return -1;
         }
-        int rc = push_global(sc, op, aisb_slice_make(tmp.data, m.n), aisb_slice_make(tmp.data + m.n, n.n),
-                             USE_STACK_GLOBAL);
+        rc = push_global(sc, op, aisb_slice_make(tmp.data, mlen), aisb_slice_make(tmp.data + mlen, tmp.len - mlen),
+                         USE_STACK_GLOBAL);
         aisb_buf_free(&tmp);
         return rc;
     }
