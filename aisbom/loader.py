@@ -287,7 +287,9 @@ def safe_load(
     if isinstance(f, (str, bytes, os.PathLike)):
         path = os.fspath(f)
         path = path.decode() if isinstance(path, bytes) else path
-        with open(path, "rb") as fh:
+        from aisbom.scanning import _open_regular
+
+        with _open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 return load_buffer(b"", path=path, allow=allow, map_location=map_location, mmap=False,

@@ -4,11 +4,13 @@ the globals with the policy."""
 from __future__ import annotations
 
 import bz2
+import errno
 import hashlib
 import json
 import lzma
 import mmap
 import os
+import stat
 import tempfile
 import zlib
 from contextlib import contextmanager
@@ -112,6 +114,13 @@ def _judge(raw: Dict[str, Any], policy: Policy, prefix: Optional[str], tally: _T
             )
         )
     tally.dropped += raw["dropped"]
+    if raw["dropped"]:
+        # Findings past the engine's cap still count towards the verdict.
+        tally.findings.append(
+            Finding("dropped-findings", Severity(raw["dropped_worst"]),
+                    f"{raw['dropped']} more findings were not listed; the worst of them is "
+                    f"{Severity(raw['dropped_worst']).label}", member=prefix)
+        )
     if raw["incomplete"]:
         tally.findings.append(
             Finding("scan-limit", Severity.ERROR, "the engine ran out of memory; the report is incomplete", member=prefix)
@@ -373,12 +382,25 @@ def scan_bytes(data: Union[bytes, bytearray, memoryview], *, name: str = "<bytes
     return scan_buffer(data, path=name, policy=policy, limits=limits, lint=lint)
 
 
+def _open_regular(name: str) -> Any:
+    """Open a regular file for reading; refuse FIFOs, devices and sockets
+    without blocking on them (a FIFO would wait for a writer forever)."""
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", name)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def scan(path: PathLike, *, policy: Optional[Policy] = None, limits: Optional[Limits] = None, lint: bool = False, hash: bool = True) -> FileReport:
     """Scan one file. The file is mapped read-only, never modified and never copied whole.
 
     Raises OSError when the file cannot be opened or read."""
     name = os.fspath(path)
-    with open(name, "rb") as f:
+    with _open_regular(name) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return scan_buffer(b"", path=name, policy=policy, limits=limits, lint=lint)

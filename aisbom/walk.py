@@ -45,7 +45,7 @@ def iter_files(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tu
         if not os.path.lexists(top):
             raise MissingPath(f"no such file or directory: {top}")
         if not os.path.isdir(top):
-            yield top, None
+            yield top, None  # scan() refuses a FIFO or device without blocking on it
             continue
         root = os.path.realpath(top)
         for dirpath, dirnames, filenames in os.walk(top, followlinks=False):

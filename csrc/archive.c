@@ -170,6 +170,12 @@ aisb_scan_zip(aisb_report *rep, int member, const uint8_t *buf, size_t len, cons
     if (z.end < len)
         aisb_report_finding(rep, "trailing-data", SEV_ERROR, member, -1, z.end,
                             "%llu bytes follow the end of the zip archive", (unsigned long long)(len - z.end));
+    uint64_t gaps, first_gap;
+    zip_uncovered(&z, buf, len, &gaps, &first_gap);
+    if (gaps)
+        aisb_report_finding(rep, "zip-anomaly", SEV_SUSPICIOUS, member, -1, first_gap,
+                            "%llu bytes inside the archive (the first at offset %llu) belong to no member",
+                            (unsigned long long)gaps, (unsigned long long)first_gap);
 
     for (size_t i = 0; i < z.count; i++) {
         const zip_entry *e = &z.entries[i];

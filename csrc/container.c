@@ -3,6 +3,7 @@
 #include "formats.h"
 #include "opcodes.h"
 #include "scanner.h"
+#include "zip.h"
 
 #include <stdio.h>
 
@@ -173,10 +174,32 @@ aisb_probe_as_pickle(aisb_report *rep, int member, const uint8_t *buf, size_t le
     scanner_free(sc);
 }
 
+/* Zip readers that accept data before the archive (Python's zipfile) open a
+ * zip appended to anything; scan it too. */
+static void
+probe_as_zip(aisb_report *rep, int member, const uint8_t *buf, size_t len, const char *what,
+             const aisb_limits *lim, int depth)
+{
+    zip_archive z;
+    int ok = zip_open(&z, buf, len) == 0 && z.count > 0;
+    zip_close(&z);
+    if (!ok)
+        return;
+    aisb_report_finding(rep, "polyglot", SEV_MALICIOUS, member, -1, 0,
+                        "these bytes are %s, but a zip archive follows: zip readers that accept data before "
+                        "an archive open it",
+                        what);
+    int m = aisb_report_member(rep, "as-zip", 6, FMT_ZIP, 0, len, member);
+    if (m >= 0)
+        aisb_scan_zip(rep, m, buf, len, lim, depth + 1);
+}
+
 void
 aisb_scan_content(aisb_report *rep, int member, const char *fmt, const uint8_t *buf, size_t len,
                   const aisb_limits *lim, int depth)
 {
+    if (strcmp(fmt, FMT_ZIP) != 0 && strcmp(fmt, "empty") != 0 && depth <= lim->max_depth)
+        probe_as_zip(rep, member, buf, len, strcmp(fmt, FMT_PICKLE) == 0 ? "a pickle" : fmt, lim, depth);
     if (depth > lim->max_depth) {
         aisb_report_finding(rep, "scan-limit", SEV_ERROR, member, -1, 0,
                             "containers nest deeper than %d levels; the innermost was not read", lim->max_depth);
@@ -196,6 +219,7 @@ aisb_scan_content(aisb_report *rep, int member, const char *fmt, const uint8_t *
     }
     if (strcmp(fmt, FMT_TAR) == 0) {
         aisb_scan_tar(rep, member, buf, len, lim, depth);
+        aisb_probe_as_pickle(rep, member, buf, len, "a tar archive");  /* a header can be a pickle too */
         return;
     }
     if (strcmp(fmt, "empty") == 0) {

@@ -3,7 +3,8 @@
  * Design notes
  * ------------
  * Everything lives in one struct on the caller's stack: no allocation, no globals, no
- * recursion, so the decoder is reentrant and its memory use is fixed (about 14 KiB).
+ * recursion, so the decoder is reentrant and its memory use is fixed (about 18 KiB of
+ * stack at the deepest point).
  *
  * Bits are read LSB-first into a 64-bit buffer. A refill tops the buffer up to at least
  * 56 bits whenever input remains, which covers the longest literal/length code, its
@@ -13,26 +14,37 @@
  * running out is reported as truncation rather than silently decoding padding.
  *
  * Huffman codes are decoded with a two-level table: a primary table indexed by the next
- * ROOT bits, whose entries either decode a symbol directly (codes of up to ROOT bits,
- * replicated over the unused high bits) or point at a subtable indexed by the bits that
- * follow. Lengths of codes are limited to 15 bits, so subtables are small.
+ * `root` bits (at most 10 for literal/length, 8 for distance codes, fewer when the code
+ * is shorter), whose entries either decode a symbol directly (codes of up to `root`
+ * bits, replicated over the unused high bits) or point at a subtable indexed by the bits
+ * that follow. Codes are limited to 15 bits, so subtables are small.
+ *
+ * Work is linear in the input and output: a table build costs at most a few thousand
+ * steps and every dynamic block that asks for one spends several bytes of header on it
+ * (primary tables shrink to the longest code, so tiny codes are cheap), while the fixed
+ * tables are built at most once per call.
  *
  * zlib compatibility
  * ------------------
  * The stream is accepted exactly when zlib's inflate() (windowBits -15) accepts it:
  *   - over-subscribed codes are always rejected;
  *   - an incomplete code is rejected, except that a literal/length or distance code may
- *     consist of a single code of one bit (the other one-bit pattern is invalid when
- *     used); a distance code may also be empty (any use of it is invalid). A code-length
- *     code must be complete;
+ *     consist of a single code of one bit (for literal/length that is necessarily the
+ *     end-of-block code; the other one-bit pattern is invalid when used); a distance
+ *     code may also be empty (any use of it is invalid). A code-length code must be
+ *     complete;
  *   - HLIT above 286 or HDIST above 30 is rejected in the header, as zlib does, even
  *     though RFC 1951 lets HDIST count 32 codes;
  *   - literal/length symbols 286 and 287 and distance symbols 30 and 31 (reachable only
  *     in fixed-Huffman blocks) are invalid when used;
  *   - length symbol 284 with all extra bits set (length 258) is accepted, as zlib does;
  *   - input after the final block is left unread.
- * Which error is reported for an invalid stream may differ from zlib's message, and a
- * stream that both overflows out_cap and is damaged later reports whichever comes first.
+ * For an invalid stream we report BAD_DATA where zlib reports an error, and TRUNCATED
+ * where zlib would wait for more input, with one exception: a dynamic header whose
+ * code-length code is empty is rejected at once, whereas zlib reads every length as a
+ * one-bit zero and fails only after all of them ("missing end-of-block"), so a stream
+ * cut short inside such a header is BAD_DATA here and truncated to zlib. A stream that
+ * both overflows out_cap and is damaged later reports whichever comes first.
  */
 #include "inflate.h"
 
@@ -136,7 +148,8 @@ load_le64(const uint8_t *p)
 #endif
 }
 
-/* Bring buf up to at least 56 valid bits, or to everything that is left.
+/* Bring buf up to at least 56 valid bits, or to everything that is left; count stays
+   below 64 so that shifting by it is defined.
    The word-at-a-time path may leave bits of in[pos] above `count`; they are the very
    bits the next refill ORs in at the same place, so they never corrupt anything. */
 static inline void
@@ -148,7 +161,7 @@ bits_refill(struct bits *b)
         b->count |= 56;
         return;
     }
-    while (b->count <= 56 && b->pos < b->in_len) {
+    while (b->count < 56 && b->pos < b->in_len) {
         b->buf |= (uint64_t)b->in[b->pos++] << b->count;
         b->count += 8;
     }

@@ -104,9 +104,10 @@ core_scan(PyObject *self, PyObject *args, PyObject *kw)
     aisb_scan_file(&rep, view.buf, (size_t)view.len, &lim);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
-    PyObject *out = Py_BuildValue("{s:N,s:N,s:N,s:n,s:O}", "members", report_members(&rep), "globals",
+    PyObject *out = Py_BuildValue("{s:N,s:N,s:N,s:n,s:i,s:O}", "members", report_members(&rep), "globals",
                                   report_globals(&rep), "findings", report_findings(&rep), "dropped",
-                                  (Py_ssize_t)rep.dropped_findings, "incomplete", rep.oom ? Py_True : Py_False);
+                                  (Py_ssize_t)rep.dropped_findings, "dropped_worst", rep.dropped_worst,
+                                  "incomplete", rep.oom ? Py_True : Py_False);
     aisb_report_free(&rep);
     return out;
 }

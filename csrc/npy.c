@@ -99,10 +99,37 @@ typedef struct {
     int hasobject;
 } dtype_info;
 
-/* A numpy type string ('<f8', '|O', '<U5', 'V16', '<M8[ns]', ...). */
+/* dtype names and one-letter type codes numpy also accepts as a descr. */
+static const struct {
+    const char *name;
+    uint64_t size;
+    int object;
+} DTYPE_NAMES[] = {
+    {"bool", 1, 0}, {"bool_", 1, 0}, {"object", 8, 1}, {"object_", 8, 1}, {"float16", 2, 0}, {"half", 2, 0},
+    {"float32", 4, 0}, {"single", 4, 0}, {"float64", 8, 0}, {"double", 8, 0}, {"float", 8, 0},
+    {"longdouble", 16, 0}, {"int8", 1, 0}, {"int16", 2, 0}, {"int32", 4, 0}, {"int64", 8, 0}, {"int", 8, 0},
+    {"uint8", 1, 0}, {"uint16", 2, 0}, {"uint32", 4, 0}, {"uint64", 8, 0}, {"uint", 8, 0},
+    {"complex64", 8, 0}, {"complex128", 16, 0}, {"complex", 16, 0}, {"clongdouble", 32, 0},
+    {"byte", 1, 0}, {"ubyte", 1, 0}, {"short", 2, 0}, {"ushort", 2, 0}, {"intc", 4, 0}, {"uintc", 4, 0},
+    {"long", 8, 0}, {"ulong", 8, 0}, {"longlong", 8, 0}, {"ulonglong", 8, 0}, {"intp", 8, 0}, {"uintp", 8, 0},
+    {"?", 1, 0}, {"b", 1, 0}, {"B", 1, 0}, {"h", 2, 0}, {"H", 2, 0}, {"i", 4, 0}, {"I", 4, 0}, {"l", 8, 0},
+    {"L", 8, 0}, {"q", 8, 0}, {"Q", 8, 0}, {"p", 8, 0}, {"P", 8, 0}, {"e", 2, 0}, {"f", 4, 0}, {"d", 8, 0},
+    {"g", 16, 0}, {"F", 8, 0}, {"D", 16, 0}, {"G", 32, 0}, {"O", 8, 1},
+};
+
+/* A numpy type string ('<f8', '|O', '<U5', 'V16', '<M8[ns]', 'float64', ...). */
 int
 aisb_typestr_info(aisb_slice t, uint64_t *itemsize, int *hasobject)
 {
+    for (size_t k = 0; k < sizeof DTYPE_NAMES / sizeof DTYPE_NAMES[0]; k++) {
+        if (aisb_slice_eq(t, DTYPE_NAMES[k].name) ||
+            (t.n > 1 && (t.p[0] == '<' || t.p[0] == '>' || t.p[0] == '|' || t.p[0] == '=') &&
+             aisb_slice_eq(aisb_slice_make(t.p + 1, t.n - 1), DTYPE_NAMES[k].name) && strlen(DTYPE_NAMES[k].name) == 1)) {
+            *itemsize = DTYPE_NAMES[k].size;
+            *hasobject = DTYPE_NAMES[k].object;
+            return 0;
+        }
+    }
     size_t i = 0;
     if (i < t.n && (t.p[i] == '<' || t.p[i] == '>' || t.p[i] == '|' || t.p[i] == '='))
         i++;
@@ -334,9 +361,11 @@ aisb_scan_npy(aisb_report *rep, int member, const uint8_t *buf, size_t len, cons
         scanner *sc = scanner_new(rep, buf, len, &ctx);
         size_t end;
         sv result;
-        if (sc && scanner_run(sc, body, &end, &result) == 0 && end != len && strict_tail)
+        if (sc && scanner_run(sc, body, &end, &result) == 0 && end != len && strict_tail) {
             aisb_report_finding(rep, "trailing-data", SEV_ERROR, member, -1, end,
                                 "%zu bytes follow the pickled object array", len - end);
+            scanner_run_all(sc, end);  /* name what a second pickle.load would run */
+        }
         scanner_free(sc);
         return;
     }

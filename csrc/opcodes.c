@@ -71,6 +71,7 @@ pk_reader_init(pk_reader *r, const uint8_t *buf, size_t len, size_t start)
     r->pos = start;
     r->frame_start = 0;
     r->frame_end = 0;
+    r->forced = -1;
 }
 
 /* ---- reads, each checked against the end of the buffer ---- */
@@ -83,11 +84,38 @@ truncated(pk_op *op, pk_error *err)
     return -1;
 }
 
+/* Frames are checked per read, as Python's _Unframer and CPython >= 3.13.15
+ * check them: a read that starts inside a frame must end inside it; one that
+ * starts exactly at its end leaves the frame. A straddling fixed-size read or
+ * line is what older C unpicklers reading a file re-read from the frame's
+ * end (dropping the part inside the frame); bulk byte payloads they read
+ * straight through. */
+static void
+frame_read(pk_reader *r, pk_op *op, size_t start, size_t n, int bulk)
+{
+    if (r->frame_end == 0)
+        return;
+    if (start >= r->frame_end) {
+        r->frame_end = 0;
+        return;
+    }
+    if (n > r->frame_end - start) {
+        op->frame_flags |= PK_FRAME_STRADDLE;
+        op->frame_start = r->frame_start;
+        if (!bulk && !op->alt) {
+            op->alt = 1;
+            op->alt_pos = r->frame_end;
+        }
+        r->frame_end = 0;
+    }
+}
+
 static int
-read_n(pk_reader *r, size_t n, const uint8_t **out)
+read_n(pk_reader *r, pk_op *op, size_t n, int bulk, const uint8_t **out)
 {
     if (n > r->len - r->pos)
         return -1;
+    frame_read(r, op, r->pos, n, bulk);
     *out = r->buf + r->pos;
     r->pos += n;
     return 0;
@@ -97,7 +125,7 @@ static int
 read_fixed(pk_reader *r, pk_op *op, pk_error *err, int nbytes, uint64_t *out)
 {
     const uint8_t *p;
-    if (read_n(r, (size_t)nbytes, &p) < 0)
+    if (read_n(r, op, (size_t)nbytes, 0, &p) < 0)
         return truncated(op, err);
     *out = aisb_le(p, nbytes);
     return 0;
@@ -116,6 +144,7 @@ read_line(pk_reader *r, pk_op *op, pk_error *err, aisb_slice *line)
     }
     line->p = start;
     line->n = (size_t)(nl - start) + 1;
+    frame_read(r, op, r->pos, line->n, 0);
     r->pos += line->n;
     return 0;
 }
@@ -142,7 +171,10 @@ read_counted(pk_reader *r, pk_op *op, pk_error *err, int nbytes)
     const uint8_t *p;
     if (read_size(r, op, err, nbytes, &size) < 0)
         return -1;
-    if (read_n(r, size, &p) < 0)
+    /* The C unpickler reads bytes payloads with readinto, the rest with read. */
+    int bulk = op->code == PK_BINBYTES || op->code == PK_SHORT_BINBYTES || op->code == PK_BINBYTES8 ||
+               op->code == PK_BYTEARRAY8;
+    if (read_n(r, op, size, bulk, &p) < 0)
         return truncated(op, err);
     op->s = aisb_slice_make(p, size);
     op->n = (int64_t)size;
@@ -263,6 +295,7 @@ decode_int_text(pk_reader *r, pk_op *op, pk_error *err)
         return -1;
     }
     op->is_bool = (uint8_t)is_bool;
+    op->digit_limit = op->pyint.big && op->pyint.base == 10 && op->pyint.digits > AISB_MAX_STR_DIGITS;
     op->s = aisb_slice_make(line.p, line.n);
     return 0;
 }
@@ -298,7 +331,7 @@ decode_long_binary(pk_reader *r, pk_op *op, pk_error *err, int nbytes)
     }
     else
         size = (size_t)raw;
-    if (read_n(r, size, &p) < 0)
+    if (read_n(r, op, size, 0, &p) < 0)
         return truncated(op, err);
     op->s = aisb_slice_make(p, size);
     return 0;
@@ -373,7 +406,7 @@ decode_argument(pk_reader *r, pk_op *op, pk_error *err)
         return 0;
     case PK_BINFLOAT: {
         const uint8_t *p;
-        if (read_n(r, 8, &p) < 0)
+        if (read_n(r, op, 8, 0, &p) < 0)
             return truncated(op, err);
         op->s = aisb_slice_make(p, 8);
         return 0;
@@ -435,42 +468,30 @@ decode_argument(pk_reader *r, pk_op *op, pk_error *err)
     }
 }
 
-/* The C unpickler reads straight through frame boundaries; the Python
- * unpickler and CPython >= 3.13.15 refuse to. Either way a crossing is never
- * written by a real pickler and lets tools disagree about what runs. */
-static void
-check_frame(pk_reader *r, pk_op *op)
-{
-    if (r->frame_end == 0)
-        return;
-    if (op->offset >= r->frame_end) {
-        r->frame_end = 0;
-        return;
-    }
-    op->frame_start = r->frame_start;
-    if (op->code == PK_FRAME)
-        op->frame_flags |= PK_FRAME_OVERLAP;
-    else if (op->end > r->frame_end)
-        op->frame_flags |= PK_FRAME_STRADDLE;
-    if (op->end >= r->frame_end)
-        r->frame_end = 0;
-}
-
 int
 pk_decode(pk_reader *r, pk_op *op, pk_error *err)
 {
     /* Only the fields every consumer reads are reset; argument decoders set
      * the rest for the opcodes that have them. This runs once per opcode. */
-    op->text = op->frame_flags = op->is_bool = 0;
+    op->text = op->frame_flags = op->is_bool = op->alt = op->digit_limit = 0;
     op->n = 0;
     op->s.p = op->s2.p = NULL;
     op->s.n = op->s2.n = 0;
     op->offset = r->pos;
-    if (r->pos >= r->len) {
-        pk_error_set(err, r->pos, 0, "pickle data was truncated: no STOP opcode");
-        return -1;
+    size_t frame_end = r->frame_end, frame_start = r->frame_start;
+    if (r->forced >= 0) {
+        /* An opcode whose argument is read from elsewhere (see pk_op.alt). */
+        op->code = (uint8_t)r->forced;
+        r->forced = -1;
     }
-    op->code = r->buf[r->pos++];
+    else {
+        if (r->pos >= r->len) {
+            pk_error_set(err, r->pos, 0, "pickle data was truncated: no STOP opcode");
+            return -1;
+        }
+        frame_read(r, op, r->pos, 1, 0);
+        op->code = r->buf[r->pos++];
+    }
     if (OPS[op->code].name == NULL) {
         pk_error_set(err, op->offset, op->code, "invalid load key 0x%02x", op->code);
         return -1;
@@ -478,8 +499,15 @@ pk_decode(pk_reader *r, pk_op *op, pk_error *err)
     if (decode_argument(r, op, err) < 0)
         return -1;
     op->end = r->pos;
-    check_frame(r, op);
+    if (frame_end && op->offset < frame_end && op->end > frame_end && !(op->frame_flags & PK_FRAME_STRADDLE)) {
+        op->frame_flags |= PK_FRAME_SPAN;
+        op->frame_start = frame_start;
+    }
     if (op->code == PK_FRAME) {
+        if (r->frame_end && r->pos < r->frame_end) {
+            op->frame_flags |= PK_FRAME_OVERLAP;
+            op->frame_start = r->frame_start;
+        }
         r->frame_start = op->offset;
         r->frame_end = op->n ? op->end + (size_t)op->n : 0;
     }

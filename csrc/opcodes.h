@@ -47,6 +47,7 @@ enum {
 enum {
     PK_FRAME_STRADDLE = 1,  /* the opcode or its argument runs past the end of its frame */
     PK_FRAME_OVERLAP = 2,   /* a FRAME begins before the previous frame ended */
+    PK_FRAME_SPAN = 4,      /* the opcode spans a frame end, but each of its reads stays on one side */
 };
 
 typedef struct {
@@ -54,9 +55,12 @@ typedef struct {
     uint8_t text;           /* PK_TEXT_* for string arguments */
     uint8_t frame_flags;    /* PK_FRAME_* */
     uint8_t is_bool;        /* INT spelled 00 or 01 */
+    uint8_t alt;            /* a fixed-size read or line straddled a frame end: see alt_pos */
+    uint8_t digit_limit;    /* INT/LONG text longer than CPython's int_max_str_digits */
     size_t offset;          /* of the opcode byte, from the start of the buffer */
     size_t end;             /* one past the argument */
     size_t frame_start;     /* offset of the FRAME opcode that holds this one, when framed */
+    size_t alt_pos;         /* where a C unpickler reading a file re-reads the straddling argument */
     int64_t n;              /* integer argument: BININT*, EXT code, binary memo index, PROTO, FRAME length */
     aisb_pyint pyint;       /* INT, LONG, and the text memo indices */
     aisb_slice s;           /* payload: string/bytes/LONG1/BINFLOAT bytes/PERSID line; module for GLOBAL/INST */
@@ -75,6 +79,7 @@ typedef struct {
     size_t pos;
     size_t frame_start;
     size_t frame_end;       /* 0 when not inside a frame */
+    int forced;             /* >= 0: the next opcode is this, its argument starts at pos */
 } pk_reader;
 
 void pk_reader_init(pk_reader *r, const uint8_t *buf, size_t len, size_t start);

@@ -105,7 +105,8 @@ aisb_pylong_parse(const uint8_t *s, size_t n, int base, aisb_pyint *out)
         return -1;
 
     size_t start = i;
-    int prev = 0, digits = 0;
+    int prev = 0;
+    size_t digits = 0;
     while (i < end && (digit_value(s[i]) < base || s[i] == '_')) {
         if (s[i] == '_') {
             if (prev == '_')
@@ -122,6 +123,8 @@ aisb_pylong_parse(const uint8_t *s, size_t n, int base, aisb_pyint *out)
         return -1;
     if (i == start || digits == 0)
         return -1;
+    out->base = base;
+    out->digits = (size_t)digits;
     if (error_if_nonzero && (out->big || mag != 0))
         return -1;
     while (i < end && py_isspace(s[i]))

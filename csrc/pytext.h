@@ -14,7 +14,12 @@ typedef struct {
     int64_t value;  /* valid when !big */
     int big;        /* magnitude does not fit in int64 */
     int negative;
+    int base;       /* the base PyLong_FromString settled on */
+    size_t digits;  /* digits, underscores not counted */
 } aisb_pyint;
+
+/* CPython refuses decimal integer text longer than this (sys.int_info.default_max_str_digits). */
+#define AISB_MAX_STR_DIGITS 4300
 
 /* PyLong_FromString(line, NULL, base) on a NUL-terminated copy of the line:
  * parsing stops at the first NUL byte, as it does in C. base is 0 or 10.

@@ -12,6 +12,7 @@ aisb_report_init(aisb_report *rep)
     aisb_vec_init(&rep->globals, sizeof(aisb_global));
     aisb_vec_init(&rep->findings, sizeof(aisb_finding));
     rep->max_findings = 1000;
+    rep->max_globals = 20000;
 }
 
 void
@@ -130,6 +131,15 @@ aisb_report_global(aisb_report *rep, int member, aisb_slice module, aisb_slice n
         }
         j = (j + 1) & (rep->gindex_cap - 1);
     }
+    if (rep->globals.len >= rep->max_globals) {
+        /* No legitimate file names this many; the Python side judges each. */
+        if (!rep->globals_capped) {
+            rep->globals_capped = 1;
+            aisb_report_finding(rep, "scan-limit", SEV_ERROR, member, -1, offset,
+                                "more than %zu distinct globals; the rest were not judged", rep->max_globals);
+        }
+        return AISB_GLOBALS_CAPPED;
+    }
     /* Copy the names first: they may point into rep->strings itself. */
     size_t moff, noff;
     aisb_buf tmp = {0};
@@ -175,6 +185,8 @@ aisb_report_finding(aisb_report *rep, const char *rule, int severity, int member
         rep->worst = severity;
     if (rep->findings.len >= rep->max_findings) {
         rep->dropped_findings++;
+        if (severity > rep->dropped_worst)
+            rep->dropped_worst = severity;
         return;
     }
     char msg[512];

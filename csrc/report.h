@@ -63,6 +63,9 @@ typedef struct {
     size_t gindex_cap;
     size_t max_findings;
     size_t dropped_findings;      /* findings beyond max_findings: counted, not stored */
+    int dropped_worst;            /* the worst severity among the dropped findings */
+    size_t max_globals;           /* distinct globals kept per file; more is a scan-limit error */
+    int globals_capped;
     int worst;                    /* highest severity seen, dropped ones included */
     int oom;                      /* an allocation failed: the report is incomplete */
 } aisb_report;
@@ -74,7 +77,9 @@ int aisb_report_member(aisb_report *rep, const char *name, size_t name_len, cons
                        uint64_t file_offset, uint64_t size, int parent);
 void aisb_report_set_format(aisb_report *rep, int member, const char *format);
 
-/* Record a use of module.name in a member; returns the global's index or -1. */
+/* Record a use of module.name in a member; returns the global's index, -1
+ * when out of memory, or AISB_GLOBALS_CAPPED past max_globals. */
+#define AISB_GLOBALS_CAPPED (-2)
 int aisb_report_global(aisb_report *rep, int member, aisb_slice module, aisb_slice name,
                        uint64_t offset, uint8_t opcode, uint32_t uses);
 void aisb_report_global_use(aisb_report *rep, int global, uint32_t uses);

@@ -74,6 +74,7 @@ struct scanner {
     size_t memo_sparse;
     size_t memo_count; /* distinct indices in use: MEMOIZE's next index */
     aisb_vec decoded;  /* char *: one block per decoded string, freed at the end */
+    int forced;        /* opcode for scanner_run to start with, its argument at pos (or -1) */
     int oom;
 };
 
@@ -119,6 +120,7 @@ scanner_new(aisb_report *rep, const uint8_t *buf, size_t len, const scan_ctx *ct
     aisb_vec_init(&sc->marks, sizeof(size_t));
     aisb_vec_init(&sc->persids, sizeof(sv));
     aisb_vec_init(&sc->decoded, sizeof(char *));
+    sc->forced = -1;
     return sc;
 }
 
@@ -854,22 +856,24 @@ proto_use(const scanner *sc)
     return sc->proto < 3 ? USE_PROTO_LT3 : USE_PROTO_GE3;
 }
 
-static int
-push_global(scanner *sc, const pk_op *op, aisb_slice module, aisb_slice name, uint32_t uses)
-{
-    int g = aisb_report_global(sc->rep, sc->ctx.member, module, name, op->offset, op->code, uses | proto_use(sc));
-    if (g < 0) {
-        sc->oom = 1;
-        return -1;
-    }
-    return push(sc, SV_MAKE_LAZY(LAZY_GLOBAL, (uint64_t)g + 1));
-}
-
 /* A global already reported as unknowable: later uses add no findings. */
 static int
 push_unresolved_global(scanner *sc)
 {
     return push(sc, SV_MAKE_LAZY(LAZY_GLOBAL, 0));
+}
+
+static int
+push_global(scanner *sc, const pk_op *op, aisb_slice module, aisb_slice name, uint32_t uses)
+{
+    int g = aisb_report_global(sc->rep, sc->ctx.member, module, name, op->offset, op->code, uses | proto_use(sc));
+    if (g == AISB_GLOBALS_CAPPED)
+        return push_unresolved_global(sc);
+    if (g < 0) {
+        sc->oom = 1;
+        return -1;
+    }
+    return push(sc, SV_MAKE_LAZY(LAZY_GLOBAL, (uint64_t)g + 1));
 }
 
 /* Record a call of `callee` by op and push what it returns. */
@@ -1205,8 +1209,11 @@ load_mark(scanner *sc)
 
 static int scan_region(scanner *parent, size_t start, size_t end, const char *label, int quiet);
 
-/* Opcodes that run past their frame: report, then read the swallowed bytes
- * as opcodes too, since that is what some unpicklers execute. */
+static void scan_alternate(scanner *parent, uint8_t code, size_t pos);
+
+/* Opcodes that run past their frame: report, then follow the reading an
+ * older C unpickler makes of a file, which re-reads the straddling
+ * argument from the frame's end: that is where hidden opcodes live. */
 static void
 frame_findings(scanner *sc, const pk_op *op)
 {
@@ -1215,18 +1222,18 @@ frame_findings(scanner *sc, const pk_op *op)
                             "FRAME at offset %zu begins before the frame from offset %zu ends: unpicklers "
                             "disagree about what such a stream contains (CPython gh-154848)",
                             op->offset, op->frame_start);
+    if (op->frame_flags & PK_FRAME_SPAN)
+        aisb_report_finding(sc->rep, "frame-violation", SEV_SUSPICIOUS, sc->ctx.member, -1, op->offset,
+                            "%s at offset %zu begins in the FRAME from offset %zu and ends after it; every "
+                            "unpickler reads it the same way, but no pickler writes frames like this",
+                            pk_opcode_name(op->code), op->offset, op->frame_start);
     if (op->frame_flags & PK_FRAME_STRADDLE) {
         aisb_report_finding(sc->rep, "frame-violation", SEV_MALICIOUS, sc->ctx.member, -1, op->offset,
                             "%s at offset %zu runs past the end of the FRAME from offset %zu: CPython before "
                             "3.13.15/3.14.7 can execute bytes that other tools read as data (gh-154848)",
                             pk_opcode_name(op->code), op->offset, op->frame_start);
-        /* The swallowed bytes: from the frame's end to the argument's end. */
-        size_t hidden = op->frame_start;
-        const uint8_t *fl = sc->buf + op->frame_start + 1;
-        if (op->frame_start + 9 <= sc->len)
-            hidden = op->frame_start + 9 + (size_t)aisb_le(fl, 8);
-        if (hidden > op->offset && hidden < op->end)
-            scan_region(sc, hidden, op->end, "hidden", 1);
+        if (op->alt)
+            scan_alternate(sc, op->code, op->alt_pos);
     }
 }
 
@@ -1234,7 +1241,7 @@ frame_findings(scanner *sc, const pk_op *op)
 static void
 embedded_pickle(scanner *sc, const pk_op *op)
 {
-    if (op->s.n < 4 || op->s.p[0] != PK_PROTO || op->s.p[1] < 2 || op->s.p[1] > PK_HIGHEST_PROTOCOL)
+    if (op->s.n < 2 || pk_opcode_name(op->s.p[0]) == NULL || op->s.p[op->s.n - 1] != PK_STOP)
         return;
     size_t start = (size_t)(op->s.p - sc->buf);
     scan_region(sc, start, start + op->s.n, "embedded", 0);
@@ -1259,20 +1266,31 @@ dispatch(scanner *sc, const pk_op *op)
     case PK_FLOAT:
     case PK_BINFLOAT: return push_imm(sc, SV_FLOAT);
     case PK_INT:
+        if (op->digit_limit)
+            aisb_report_finding(sc->rep, "parse-error", SEV_ERROR, sc->ctx.member, -1, op->offset,
+                                "INT at offset %zu has %zu decimal digits: CPython refuses more than %d "
+                                "(int_max_str_digits), so the unpickler stops here",
+                                op->offset, op->pyint.digits, AISB_MAX_STR_DIGITS);
         if (op->is_bool)
             return push_imm(sc, op->pyint.value ? SV_TRUE : SV_FALSE);
         return push_int(sc, &op->pyint, op->s, 1);
-    case PK_LONG: return push_int(sc, &op->pyint, op->s, 1);
+    case PK_LONG:
+        if (op->digit_limit)
+            aisb_report_finding(sc->rep, "parse-error", SEV_ERROR, sc->ctx.member, -1, op->offset,
+                                "LONG at offset %zu has %zu decimal digits: CPython refuses more than %d "
+                                "(int_max_str_digits), so the unpickler stops here",
+                                op->offset, op->pyint.digits, AISB_MAX_STR_DIGITS);
+        return push_int(sc, &op->pyint, op->s, 1);
     case PK_BININT:
     case PK_BININT1:
     case PK_BININT2: {
-        aisb_pyint x = {op->n, 0, op->n < 0};
+        aisb_pyint x = {.value = op->n, .negative = op->n < 0};
         return push_int(sc, &x, op->s, 0);
     }
     case PK_LONG1:
     case PK_LONG4: {
         /* Little-endian two's complement; small values stay usable. */
-        aisb_pyint x = {0, 0, 0};
+        aisb_pyint x = {.value = 0};
         if (op->s.n > 8)
             x.big = 1;
         else if (op->s.n > 0) {
@@ -1361,6 +1379,8 @@ int
 scanner_run(scanner *sc, size_t pos, size_t *end, sv *result)
 {
     pk_reader_init(&sc->rd, sc->buf, sc->len, pos);
+    sc->rd.forced = sc->forced;
+    sc->forced = -1;
     sc->proto = 0;
     sc->stack.len = 0;
     sc->marks.len = 0;
@@ -1475,9 +1495,10 @@ scan_region(scanner *parent, size_t start, size_t end, const char *label, int hi
     if (parent->ctx.depth >= MAX_NESTING)
         return 0;
     /* Bytes that merely start like a pickle (random tensor data can) are
-     * only reported when they are a whole pickle; hidden frame content is
-     * always read, since it exists only to be executed. */
-    if (!hidden && scanner_probe(parent->buf, end, start, parent->ctx.depth + 1, NULL) != PROBE_COMPLETE)
+     * only reported when they are a whole pickle, ending where they end. */
+    size_t stop = 0;
+    if (!hidden && (scanner_probe(parent->buf, end, start, parent->ctx.depth + 1, &stop) != PROBE_COMPLETE ||
+                    stop != end))
         return 0;
     char name[96];
     snprintf(name, sizeof name, "%s@%zu", label, start);
@@ -1489,15 +1510,34 @@ scan_region(scanner *parent, size_t start, size_t end, const char *label, int hi
     scanner *sub = scanner_new(parent->rep, parent->buf, end, &ctx);
     if (sub == NULL)
         return -1;
-    if (hidden) {
-        /* Read opcode by opcode without the surrounding state: stop quietly
-         * at the first thing that makes no sense. */
-        size_t stop;
-        sv result;
-        scanner_run(sub, start, &stop, &result);
-    }
-    else
-        scanner_run_all(sub, start);
+    scanner_run_all(sub, start);
     scanner_free(sub);
     return 0;
+}
+
+/* The reading a file-based C unpickler makes after a straddle: opcode
+ * `code` with its argument read from `pos`, then on from there. The state
+ * before it is unknown, so the scan starts empty and stops quietly at the
+ * first thing that makes no sense; what it names is reported. */
+static void
+scan_alternate(scanner *parent, uint8_t code, size_t pos)
+{
+    if (parent->ctx.depth >= MAX_NESTING)
+        return;
+    char name[96];
+    snprintf(name, sizeof name, "hidden@%zu", pos);
+    int member = aisb_report_member(parent->rep, name, strlen(name), "pickle", 0, parent->len - pos,
+                                    parent->ctx.member);
+    if (member < 0)
+        return;
+    scan_ctx ctx = {.member = member, .persistent_load = parent->ctx.persistent_load,
+                    .depth = parent->ctx.depth + 1, .quiet_errors = 1};
+    scanner *sub = scanner_new(parent->rep, parent->buf, parent->len, &ctx);
+    if (sub == NULL)
+        return;
+    size_t end;
+    sv result;
+    sub->forced = code;
+    scanner_run(sub, pos, &end, &result);
+    scanner_free(sub);
 }

@@ -1065,7 +1065,7 @@ vm_load(const vm_policy *pol, const uint8_t *buf, size_t len, size_t start, size
             vm_raise(&v, "MalformedModelError", NULL, "%s", err.message);
             break;
         }
-        if (op.frame_flags) {
+        if (op.frame_flags & (PK_FRAME_STRADDLE | PK_FRAME_OVERLAP)) {
             malformed(&v, "the opcode runs past the end of its frame, or a frame begins inside another "
                           "(CPython gh-154848); aisbom refuses such streams");
             break;

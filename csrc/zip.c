@@ -309,6 +309,7 @@ zip_open(zip_archive *z, const uint8_t *buf, size_t len)
     uint64_t record_start = eocd;
     int zip64 = 0;
     z->end = eocd + EOCD_SIZE + u16(e + 20);
+    z->eocd = eocd;
     if (z->end > len)
         z->end = len;  /* the comment length is not checked by miniz either */
     if (eocd >= 20 && u32(buf + eocd - 20) == SIG_LOCATOR64) {
@@ -320,6 +321,8 @@ zip_open(zip_archive *z, const uint8_t *buf, size_t len)
             cd_off = aisb_le(buf + at + 48, 8);
             record_start = at;
             zip64 = 1;
+            if (at < z->eocd)
+                z->eocd = at;
         }
     }
     /* Bytes before the archive shift every offset by the same amount. */
@@ -430,4 +433,69 @@ aisb_crc32(const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++)
         c = table[(c ^ p[i]) & 0xff] ^ (c >> 8);
     return c ^ 0xffffffffu;
+}
+
+typedef struct {
+    uint64_t start, end;
+} span;
+
+static int
+cmp_span(const void *a, const void *b)
+{
+    const span *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static int
+next_is_header(const uint8_t *buf, size_t len, uint64_t at)
+{
+    if (at > len || len - at < 4)
+        return 0;
+    uint32_t sig = u32(buf + at);
+    return sig == SIG_LOCAL || sig == SIG_CENTRAL || sig == SIG_EOCD || sig == SIG_EOCD64;
+}
+
+void
+zip_uncovered(const zip_archive *z, const uint8_t *buf, size_t len, uint64_t *count, uint64_t *first)
+{
+    *count = 0;
+    *first = 0;
+    size_t n = z->count + 2;
+    span *spans = malloc(n * sizeof *spans);
+    if (spans == NULL)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < z->count; i++) {
+        const zip_entry *e = &z->entries[i];
+        uint64_t end = e->data_offset + e->comp_size;
+        if (e->flags & 0x8) {
+            /* the data descriptor: optional signature, CRC, then 32- or 64-bit
+             * sizes; the 64-bit form is the one followed by the next header */
+            uint64_t d = end;
+            if (d + 4 <= len && u32(buf + d) == 0x08074b50u)
+                d += 4;
+            d += 12;
+            if (!next_is_header(buf, len, d) && next_is_header(buf, len, d + 8))
+                d += 8;
+            end = d;
+        }
+        spans[k++] = (span){e->header_offset, end};
+    }
+    spans[k++] = (span){z->cd_offset, z->cd_end};
+    spans[k++] = (span){z->eocd, z->end};
+    qsort(spans, k, sizeof *spans, cmp_span);
+    uint64_t at = z->prefix;
+    for (size_t i = 0; i <= k; i++) {
+        uint64_t next = i < k ? spans[i].start : z->end;
+        for (uint64_t p = at; p < next && p < len; p++) {
+            if (buf[p]) {
+                if (*count == 0)
+                    *first = p;
+                (*count)++;
+            }
+        }
+        if (i < k && spans[i].end > at)
+            at = spans[i].end;
+    }
+    free(spans);
 }

@@ -41,6 +41,7 @@ typedef struct {
     uint64_t cd_offset;
     uint64_t cd_end;              /* one past the central directory */
     uint64_t end;                 /* one past the end-of-central-directory record(s) and comment */
+    uint64_t eocd;                /* where the end record (or the ZIP64 record before it) starts */
     char error[160];
 } zip_archive;
 
@@ -60,5 +61,9 @@ int zip_read(const zip_entry *e, const uint8_t *buf, size_t len, uint64_t cap, u
              char *err, size_t errlen);
 
 uint32_t aisb_crc32(const uint8_t *p, size_t n);
+
+/* Bytes before z->end that belong to no member, directory or end record and
+ * are not zero padding: *count of them, the first at *first. */
+void zip_uncovered(const zip_archive *z, const uint8_t *buf, size_t len, uint64_t *count, uint64_t *first);
 
 #endif
