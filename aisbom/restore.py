@@ -281,6 +281,71 @@ def _add_numpy(t: LoadTable) -> None:
         return np.frombuffer(buf, dtype=dtype).reshape(dims, order=order).copy(order=order)
 
     def _array_state(inst: Any, state: Any) -> None:
+        """ndarray.__setstate__, only with a state numpy's own pickling makes.
+
+        numpy trusts this state: an object array given a list shorter than its
+        shape crashes it (found by fuzzing), so shape, dtype and data are
+        checked against each other first."""
+        if type(inst) is not np.ndarray or not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise MalformedModelError("an array's state is not (version, shape, dtype, fortran, data)")
+        shape, dtype, fortran, data = state[-4:]
+        if len(state) == 5 and state[0] != 1:
+            raise MalformedModelError("unsupported numpy array state version")
+        dims = _ints(shape, "the array's shape")
+        if any(d < 0 for d in dims) or not isinstance(dtype, np.dtype) or type(fortran) is not bool:
+            raise MalformedModelError("an array's shape, dtype or order flag is malformed")
+        count = math.prod(dims)
+        if dtype.hasobject:
+            if dtype != np.dtype(object) or type(data) is not list or len(data) != count:
+                raise MalformedModelError("an object array's items do not match its shape")
+        elif not isinstance(data, (bytes, bytearray)) or len(data) != count * dtype.itemsize:
+            raise MalformedModelError("an array's data does not match its shape and dtype")
+        inst.__setstate__(state)
+
+    def _dtype_state(inst: Any, state: Any) -> None:
+        """dtype.__setstate__, only when the state is exactly what numpy writes
+        for the dtype it describes (rebuilt here from its parts)."""
+        if not isinstance(state, tuple) or len(state) not in (8, 9) or state[1] not in ("<", ">", "|", "="):
+            raise MalformedModelError("a dtype's state is malformed")
+        subarray, names, fields = state[2], state[3], state[4]
+        try:
+            if subarray is not None:
+                if not (isinstance(subarray, tuple) and len(subarray) == 2 and isinstance(subarray[0], np.dtype)):
+                    raise MalformedModelError("a dtype's subarray is malformed")
+                expected = np.dtype((subarray[0], _ints(subarray[1], "a subarray shape")))
+            elif names is not None:
+                if (not isinstance(names, tuple) or not isinstance(fields, dict)
+                        or not all(isinstance(n, str) and n in fields for n in names)):
+                    raise MalformedModelError("a structured dtype's names and fields disagree")
+                spec: Dict[str, list] = {"names": [], "formats": [], "offsets": [], "titles": []}
+                for n in names:
+                    f = fields[n]
+                    if not (isinstance(f, tuple) and len(f) in (2, 3) and isinstance(f[0], np.dtype)
+                            and type(f[1]) is int):
+                        raise MalformedModelError("a structured dtype's field is malformed")
+                    spec["names"].append(n)
+                    spec["formats"].append(f[0])
+                    spec["offsets"].append(f[1])
+                    spec["titles"].append(f[2] if len(f) == 3 else None)
+                if type(state[5]) is not int:
+                    raise MalformedModelError("a structured dtype's size is malformed")
+                expected = np.dtype({**spec, "itemsize": state[5]}, align=bool(inst.isalignedstruct))
+            else:
+                expected = inst if state[1] in ("|", "=") else inst.newbyteorder(state[1])
+                if len(state) == 9:
+                    # datetime64/timedelta64: (None, (unit, count, 1, 1)) names the unit
+                    meta = state[8]
+                    if not (isinstance(meta, tuple) and len(meta) == 2 and isinstance(meta[1], tuple)
+                            and len(meta[1]) == 4 and isinstance(meta[1][0], bytes) and type(meta[1][1]) is int):
+                        raise MalformedModelError("a datetime dtype's unit is malformed")
+                    unit = meta[1][0].decode("ascii")
+                    count = "" if meta[1][1] == 1 else str(meta[1][1])
+                    order = state[1] if state[1] in ("<", ">") else ""
+                    expected = np.dtype(f"{order}{inst.kind}8[{count}{unit}]")
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise MalformedModelError(f"a dtype's state does not describe a dtype: {exc}") from None
+        if expected.__reduce__()[2] != state:
+            raise MalformedModelError("a dtype's state is not the one numpy writes for it")
         inst.__setstate__(state)
 
     for mod in ("numpy.core", "numpy._core"):
@@ -291,7 +356,7 @@ def _add_numpy(t: LoadTable) -> None:
     t.callable("numpy.dtype", _dtype)
     t.build(np.ndarray, _array_state)
     for dtype_class in {type(np.dtype(c)) for c in "?bhilqBHILQefdgFDGSUVOMm"} | {np.dtype}:
-        t.build(dtype_class, _array_state)
+        t.build(dtype_class, _dtype_state)
 
 
 # ---- torch storages and tensors ---------------------------------------------

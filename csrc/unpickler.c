@@ -109,9 +109,15 @@ underflow(vm *v)
 static int
 call_failed(vm *v, const char *what)
 {
+    /* Look at the pending exception without importing anything while it is set. */
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
     PyObject *base = error_class("AisbomError");
-    int ours = base && PyErr_ExceptionMatches(base);
+    int ours = base && type && PyErr_GivenExceptionMatches(type, base);
+    if (base == NULL)
+        PyErr_Clear();
     Py_XDECREF(base);
+    PyErr_Restore(type, value, tb);
     if (ours)
         return -1;
     return vm_raise(v, "MalformedModelError", NULL, "%s at offset %zu: %s failed", OPNAME(v), OFFSET(v), what);
