@@ -97,6 +97,59 @@ drop_findings_from(aisb_report *rep, size_t keep)
 
 /* ---- raw pickle files: one or more pickles, torch's legacy stream, joblib ---- */
 
+/* Several pickles read by one Unpickler object share its memo: a later
+ * pickle's memo gets then see what earlier ones stored, and MEMOIZE numbers
+ * differ. That reading is scanned too, quietly (its breaks are not the
+ * file's), and whatever it names that the ordinary reading did not is
+ * reported under a member of its own. */
+static int
+finding_known(const aisb_report *rep, int member, const aisb_finding *f)
+{
+    for (size_t i = 0; i < rep->findings.len; i++) {
+        const aisb_finding *g = &AISB_VEC_AT(&rep->findings, aisb_finding, i);
+        if (g->member == member && g->offset == f->offset && strcmp(g->rule, f->rule) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void
+scan_shared_memo(aisb_report *rep, int member, const uint8_t *buf, size_t len, const aisb_limits *lim)
+{
+    aisb_report alt;
+    aisb_report_init(&alt);
+    aisb_report_member(&alt, "", 0, FMT_PICKLE, 0, len, -1);
+    joblib_state jb;
+    joblib_init(&jb, &alt, 0, lim);
+    scan_ctx ctx = {.member = 0, .quiet_errors = 1, .shared_memo = 1, .on_build = joblib_on_build, .hook_data = &jb};
+    scanner *sc = scanner_new(&alt, buf, len, &ctx);
+    if (sc)
+        scanner_run_all(sc, 0);
+    scanner_free(sc);
+
+    int m = -1;
+    for (size_t i = 0; i < alt.globals.len; i++) {
+        const aisb_global *g = &AISB_VEC_AT(&alt.globals, aisb_global, i);
+        aisb_slice mod = aisb_report_str(&alt, g->module_off, g->module_len);
+        aisb_slice name = aisb_report_str(&alt, g->name_off, g->name_len);
+        if (aisb_report_find_global(rep, member, mod, name) >= 0)
+            continue;
+        if (m < 0 && (m = aisb_report_member(rep, "shared-memo", 11, FMT_PICKLE, 0, len, member)) < 0)
+            break;
+        aisb_report_global(rep, m, mod, name, g->first_offset, g->first_opcode, g->uses);
+    }
+    for (size_t i = 0; i < alt.findings.len; i++) {
+        const aisb_finding *f = &AISB_VEC_AT(&alt.findings, aisb_finding, i);
+        if (f->severity < SEV_MALICIOUS || finding_known(rep, member, f))
+            continue;
+        if (m < 0 && (m = aisb_report_member(rep, "shared-memo", 11, FMT_PICKLE, 0, len, member)) < 0)
+            break;
+        aisb_slice msg = aisb_report_str(&alt, f->msg_off, f->msg_len);
+        aisb_report_finding(rep, f->rule, f->severity, m, -1, f->offset, "%.*s", (int)msg.n, (const char *)msg.p);
+    }
+    aisb_report_free(&alt);
+}
+
 static void
 scan_pickle_file(aisb_report *rep, int member, const uint8_t *buf, size_t len, const aisb_limits *lim)
 {
@@ -121,8 +174,9 @@ scan_pickle_file(aisb_report *rep, int member, const uint8_t *buf, size_t len, c
             aisb_report_set_format(rep, member, "text");
         }
     }
+    int legacy = 0;
     if (first == 0) {
-        if (legacy_is_magic(sc, result)) {
+        if ((legacy = legacy_is_magic(sc, result))) {
             aisb_report_set_format(rep, member, FMT_TORCH_LEGACY);
             legacy_scan_stream(rep, member, sc, end);
         }
@@ -134,6 +188,8 @@ scan_pickle_file(aisb_report *rep, int member, const uint8_t *buf, size_t len, c
         }
     }
     scanner_free(sc);
+    if (first == 0 && end < len && !legacy)  /* torch reads each legacy pickle with a new Unpickler */
+        scan_shared_memo(rep, member, buf, len, lim);
 }
 
 /* A whole pickle, STOP included, and nothing after it. */

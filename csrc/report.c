@@ -170,6 +170,21 @@ aisb_report_global(aisb_report *rep, int member, aisb_slice module, aisb_slice n
     return (int)rep->globals.len - 1;
 }
 
+int
+aisb_report_find_global(const aisb_report *rep, int member, aisb_slice module, aisb_slice name)
+{
+    if (rep->gindex_cap == 0)
+        return -1;
+    size_t j = hash_global(member, module, name) & (rep->gindex_cap - 1);
+    while (rep->gindex[j]) {
+        int i = (int)rep->gindex[j] - 1;
+        if (global_matches(rep, &AISB_VEC_AT(&rep->globals, aisb_global, i), member, module, name))
+            return i;
+        j = (j + 1) & (rep->gindex_cap - 1);
+    }
+    return -1;
+}
+
 void
 aisb_report_global_use(aisb_report *rep, int global, uint32_t uses)
 {

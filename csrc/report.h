@@ -83,6 +83,8 @@ void aisb_report_set_format(aisb_report *rep, int member, const char *format);
 int aisb_report_global(aisb_report *rep, int member, aisb_slice module, aisb_slice name,
                        uint64_t offset, uint8_t opcode, uint32_t uses);
 void aisb_report_global_use(aisb_report *rep, int global, uint32_t uses);
+/* The index of module.name in a member, or -1. */
+int aisb_report_find_global(const aisb_report *rep, int member, aisb_slice module, aisb_slice name);
 
 void aisb_report_finding(aisb_report *rep, const char *rule, int severity, int member, int global,
                          uint64_t offset, const char *fmt, ...) AISB_PRINTF(7, 8);

@@ -73,8 +73,10 @@ struct scanner {
     size_t memo_cap;
     size_t memo_sparse;
     size_t memo_count; /* distinct indices in use: MEMOIZE's next index */
+    aisb_vec touched;  /* uint64_t memo indices written since the last reset */
     aisb_vec decoded;  /* char *: one block per decoded string, freed at the end */
     int forced;        /* opcode for scanner_run to start with, its argument at pos (or -1) */
+    int pickles;       /* complete pickles scanner_run_all read */
     int oom;
 };
 
@@ -120,6 +122,7 @@ scanner_new(aisb_report *rep, const uint8_t *buf, size_t len, const scan_ctx *ct
     aisb_vec_init(&sc->marks, sizeof(size_t));
     aisb_vec_init(&sc->persids, sizeof(sv));
     aisb_vec_init(&sc->decoded, sizeof(char *));
+    aisb_vec_init(&sc->touched, sizeof(uint64_t));
     sc->forced = -1;
     return sc;
 }
@@ -140,6 +143,7 @@ scanner_free(scanner *sc)
     aisb_vec_free(&sc->decoded);
     free(sc->memo);
     free(sc->dense);
+    aisb_vec_free(&sc->touched);
     free(sc);
 }
 
@@ -343,9 +347,33 @@ grow_sparse(scanner *sc)
     return 0;
 }
 
+/* pickle.load makes a new Unpickler, and so a new memo, for each pickle:
+ * forget what earlier pickles stored (at the cost of what they stored). */
+static void
+memo_reset(scanner *sc)
+{
+    for (size_t i = 0; i < sc->touched.len; i++) {
+        uint64_t k = AISB_VEC_AT(&sc->touched, uint64_t, i);
+        if (k < sc->dense_cap)
+            sc->dense[k] = 0;
+    }
+    sc->touched.len = 0;
+    free(sc->memo);
+    sc->memo = NULL;
+    sc->memo_cap = 0;
+    sc->memo_sparse = 0;
+    sc->memo_count = 0;
+}
+
 static int
 memo_put(scanner *sc, uint64_t key, sv v)
 {
+    uint64_t *t = aisb_vec_push_raw(&sc->touched, 1);
+    if (t == NULL) {
+        sc->oom = 1;
+        return -1;
+    }
+    *t = key;
     if (key >= sc->dense_cap && key < 2 * (uint64_t)sc->memo_count + 1024) {
         size_t cap = sc->dense_cap ? sc->dense_cap : 1024;
         while (cap <= key)
@@ -710,6 +738,12 @@ scanner_persids(const scanner *sc, const sv **ids)
 {
     *ids = (const sv *)sc->persids.data;
     return sc->persids.len;
+}
+
+int
+scanner_pickles(const scanner *sc)
+{
+    return sc->pickles;
 }
 
 int
@@ -1382,6 +1416,8 @@ scanner_run(scanner *sc, size_t pos, size_t *end, sv *result)
     sc->rd.forced = sc->forced;
     sc->forced = -1;
     sc->proto = 0;
+    if (!sc->ctx.shared_memo)
+        memo_reset(sc);
     sc->stack.len = 0;
     sc->marks.len = 0;
     for (;;) {
@@ -1418,6 +1454,7 @@ scanner_run_all(scanner *sc, size_t pos)
     size_t end;
     sv result;
     int pickles = 0;
+    sc->pickles = 0;
     while (pos < sc->len) {
         if (scanner_run(sc, pos, &end, &result) < 0) {
             if (pickles > 0 && !sc->ctx.quiet_errors)
@@ -1427,6 +1464,7 @@ scanner_run_all(scanner *sc, size_t pos)
             return -1;
         }
         pickles++;
+        sc->pickles++;
         pos = end;
     }
     if (pickles == 0) {

@@ -36,6 +36,7 @@ typedef struct {
     int persistent_load;   /* the stream's loader defines persistent_load (torch's data.pkl) */
     int depth;             /* nesting of embedded scans; deeper scans are refused */
     int quiet_errors;      /* a probe: parse errors are expected and not reported */
+    int shared_memo;       /* one memo across pickles (one Unpickler object), not one per pickle.load */
     scan_build_hook on_build;
     void *hook_data;
 } scan_ctx;
@@ -96,6 +97,9 @@ const uint8_t *scanner_buffer(const scanner *sc, size_t *len);
 
 /* Persistent ids met so far, in order. */
 size_t scanner_persids(const scanner *sc, const sv **ids);
+
+/* Complete pickles the last scanner_run_all read. */
+int scanner_pickles(const scanner *sc);
 
 /* The protocol declared by the last PROTO opcode of the last pickle. */
 int scanner_protocol(const scanner *sc);
