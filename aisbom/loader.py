@@ -124,6 +124,12 @@ def _base_table(tensors: str, with_numpy: bool, with_torch: bool) -> LoadTable:
 
 def _refuse(report: FileReport, allow_hint: bool = True) -> None:
     """Raise the error a non-clean verdict calls for."""
+    if report.format == "torchscript" and report.verdict is not Verdict.MALICIOUS:
+        raise UnsafeModelError(
+            f"refusing to load {report.path}: it is a TorchScript archive, whose code/ runs when "
+            "torch.jit.load opens it; aisbom never hands files to torch.jit, and no allowlist entry changes that.",
+            report=report, findings=report.findings,
+        )
     worst = [f for f in report.findings if f.severity == max(x.severity for x in report.findings)]
     first = worst[0]
     lines = "\n".join(f"  - {f.rule}{' [' + f.member + ']' if f.member else ''}: {f.message}" for f in report.findings
@@ -193,7 +199,11 @@ class _Loader:
 
             return load_torch_legacy(self)
         if fmt == "pickle":
-            obj, _ = self.unpickle(self.buf)
+            obj, end = self.unpickle(self.buf)
+            from aisbom.torchfile import MAGIC_NUMBER, load_torch_legacy
+
+            if type(obj) is int and obj == MAGIC_NUMBER and end < len(self.buf):
+                return load_torch_legacy(self)  # torch.load tells its legacy format by this number
             return obj
         if fmt in ("npy", "npy-object"):
             from aisbom.arrays import load_npy
@@ -295,10 +305,13 @@ def safe_load(
                 return load_buffer(b"", path=path, allow=allow, map_location=map_location, mmap=False,
                                    tensors=tensors, sandbox=sandbox, encoding=encoding,
                                    i_know_this_runs_code=i_know_this_runs_code, limits=limits)
-            with _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ) as mm:
-                return load_buffer(mm, path=path, allow=allow, map_location=map_location, mmap=mmap,
-                                   tensors=tensors, sandbox=sandbox, encoding=encoding,
-                                   i_know_this_runs_code=i_know_this_runs_code, limits=limits)
+            # Not closed here: arrays loaded with mmap=True view this map, and a
+            # failed load's traceback may still hold views of it. It is unmapped
+            # when the last reference goes.
+            mm = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)
+        return load_buffer(mm, path=path, allow=allow, map_location=map_location, mmap=mmap,
+                           tensors=tensors, sandbox=sandbox, encoding=encoding,
+                           i_know_this_runs_code=i_know_this_runs_code, limits=limits)
     if mmap:
         raise ValueError("mmap=True needs a file path, as in torch.load")
     if hasattr(f, "getbuffer"):

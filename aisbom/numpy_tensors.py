@@ -187,22 +187,36 @@ def add_numpy_tensors(t: LoadTable) -> None:
         t.value(f"torch.{cls_name}", StorageType(cls_name, None, 0))
     for name in ("torch.Tensor", "torch.nn.parameter.Parameter", "torch.storage.TypedStorage"):
         t.value(name, Placeholder(name))
-    t.callable("torch.Size", lambda *a: tuple(_ints(a[0], "torch.Size")) if len(a) == 1 else _ints(a, "torch.Size"))
-    t.callable("torch.device", lambda *a: ":".join(str(x) for x in a))
-    t.callable("torch._utils._rebuild_tensor", rebuild_tensor)
-    t.callable("torch._utils._rebuild_tensor_v2", rebuild_tensor_v2)
-    t.callable("torch._utils._rebuild_tensor_v3", rebuild_tensor_v3)
-    t.callable("torch._utils._rebuild_parameter", rebuild_parameter)
-    t.callable("torch._utils._rebuild_parameter_with_state", rebuild_parameter)
-    for name in ("_rebuild_qtensor", "_rebuild_sparse_tensor", "_rebuild_meta_tensor_no_storage",
-                 "_rebuild_nested_tensor", "_rebuild_wrapper_subclass", "_rebuild_device_tensor_from_cpu_tensor",
-                 "_rebuild_device_tensor_from_numpy"):
-        t.callable(f"torch._utils.{name}", _needs_torch(name.replace("_rebuild_", "").replace("_", " ")))
+    def stand_in(name: str, impl: Callable[..., Any]) -> None:
+        t.callable(name, Placeholder(name), impl)
+
+    stand_in("torch.Size", lambda *a: tuple(_ints(a[0], "torch.Size")) if len(a) == 1 else _ints(a, "torch.Size"))
+    stand_in("torch.device", lambda *a: ":".join(str(x) for x in a))
+    stand_in("torch._utils._rebuild_tensor", rebuild_tensor)
+    stand_in("torch._utils._rebuild_tensor_v2", rebuild_tensor_v2)
+    stand_in("torch._utils._rebuild_tensor_v3", rebuild_tensor_v3)
+    stand_in("torch._utils._rebuild_parameter", rebuild_parameter)
+    stand_in("torch._utils._rebuild_parameter_with_state", rebuild_parameter)
+    for name, kind in (("_rebuild_qtensor", "quantized"), ("_rebuild_sparse_tensor", "sparse"),
+                       ("_rebuild_meta_tensor_no_storage", "meta"), ("_rebuild_nested_tensor", "nested"),
+                       ("_rebuild_wrapper_subclass", "tensor subclass"),
+                       ("_rebuild_device_tensor_from_cpu_tensor", "device"),
+                       ("_rebuild_device_tensor_from_numpy", "device")):
+        stand_in(f"torch._utils.{name}", _needs_torch(kind))
 
     def rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
-        if t.calls.get(id(func)) is not func or not isinstance(args, tuple):
+        impl = t.impl_of(func)
+        if impl is None or not isinstance(args, tuple):
             raise UnsafeModelError("_rebuild_from_type_v2 names a function the policy does not allow calling")
-        return func(*args)  # attributes and subclasses need torch; the data does not
+        return impl(*args)  # attributes and subclasses need torch; the data does not
 
-    t.callable("torch._tensor._rebuild_from_type_v2", rebuild_from_type_v2)
+    stand_in("torch._tensor._rebuild_from_type_v2", rebuild_from_type_v2)
+    stand_in("torch.serialization._get_layout", lambda name: Placeholder(f"torch.{name}"))
+    # Every other torch name on the allowlist (tensor classes, qschemes, ...)
+    # stands for itself: usable as data, never callable.
+    from aisbom.policy import default_policy
+
+    for name in default_policy().allowed:
+        if name.startswith("torch.") and name not in t.globals:
+            t.value(name, Placeholder(name))
     t.newobj(t.globals["torch.nn.parameter.Parameter"], lambda *a: rebuild_parameter(a[0], None, None))

@@ -41,7 +41,7 @@ class LoadTable:
     """The unpickler's view of the world: names, what may be called, built, created."""
 
     globals: Dict[str, Any] = field(default_factory=dict)
-    calls: Dict[int, Any] = field(default_factory=dict)
+    calls: Dict[int, Tuple[Any, Callable[..., Any]]] = field(default_factory=dict)
     newobjs: Dict[int, Tuple[Any, Callable[..., Any]]] = field(default_factory=dict)
     builds: Dict[int, Tuple[type, Callable[[Any, Any], Any]]] = field(default_factory=dict)
 
@@ -49,10 +49,16 @@ class LoadTable:
         """`name` resolves to `obj`, which the file may use as data but not call."""
         self.globals[name] = obj
 
-    def callable(self, name: str, fn: Callable[..., Any]) -> None:
-        """`name` resolves to `fn`, which REDUCE, OBJ and INST may call."""
-        self.globals[name] = fn
-        self.calls[id(fn)] = fn
+    def callable(self, name: str, obj: Any, impl: Optional[Callable[..., Any]] = None) -> None:
+        """`name` resolves to `obj`; REDUCE, OBJ and INST on it call `impl`
+        (a checked stand-in for obj), or obj itself."""
+        self.globals[name] = obj
+        self.calls[id(obj)] = (obj, impl or obj)
+
+    def impl_of(self, obj: Any) -> Optional[Callable[..., Any]]:
+        """The implementation calls on `obj` run, or None when obj may not be called."""
+        hit = self.calls.get(id(obj))
+        return hit[1] if hit is not None and hit[0] is obj else None
 
     def newobj(self, cls: Any, impl: Callable[..., Any]) -> None:
         self.newobjs[id(cls)] = (cls, impl)
@@ -197,45 +203,42 @@ def _build_ordered_dict(inst: Any, state: Any) -> None:
 
 
 def _add_builtins(t: LoadTable) -> None:
-    for name, fn in (
-        ("builtins.set", _set),
-        ("builtins.frozenset", _frozenset),
-        ("builtins.bytearray", _bytearray),
-        ("builtins.bytes", _bytes),
-        ("builtins.complex", _complex),
-        ("builtins.slice", _slice),
-        ("builtins.range", _range),
-        ("_codecs.encode", _encode),
-        ("collections.OrderedDict", _ordered_dict),
-        ("collections.Counter", _counter),
-        ("collections.deque", _deque),
+    # Each name resolves to the real object, so values read back as what they
+    # are (a defaultdict's factory is `list`); calls go to the checked stand-in.
+    for name, obj, impl in (
+        ("builtins.set", set, _set),
+        ("builtins.frozenset", frozenset, _frozenset),
+        ("builtins.bytearray", bytearray, _bytearray),
+        ("builtins.bytes", bytes, _bytes),
+        ("builtins.complex", complex, _complex),
+        ("builtins.slice", slice, _slice),
+        ("builtins.range", range, _range),
+        ("builtins.list", list, _list),
+        ("builtins.tuple", tuple, _tuple),
+        ("builtins.dict", dict, _dict),
+        ("builtins.int", int, _scalar_of(int)),
+        ("builtins.float", float, _scalar_of(float)),
+        ("builtins.str", str, _scalar_of(str)),
+        ("builtins.bool", bool, _scalar_of(bool)),
+        ("_codecs.encode", _codecs.encode, _encode),
+        ("collections.OrderedDict", collections.OrderedDict, _ordered_dict),
+        ("collections.Counter", collections.Counter, _counter),
+        ("collections.deque", collections.deque, _deque),
     ):
-        t.callable(name, fn)
-    # Container types are also plain values (a defaultdict's factory, say).
-    for name, fn in (
-        ("builtins.list", _list),
-        ("builtins.tuple", _tuple),
-        ("builtins.dict", _dict),
-        ("builtins.int", _scalar_of(int)),
-        ("builtins.float", _scalar_of(float)),
-        ("builtins.str", _scalar_of(str)),
-        ("builtins.bool", _scalar_of(bool)),
-    ):
-        t.callable(name, fn)
+        t.callable(name, obj, impl)
 
-    factories = {id(t.globals[n]): t.globals[n] for n in ("builtins.list", "builtins.dict", "builtins.set", "builtins.int",
-                                                          "builtins.float", "builtins.str", "builtins.tuple")}
+    factories = (list, dict, set, int, float, str, tuple, bytes, bytearray, frozenset, complex, bool)
 
     def _defaultdict(*args: Any) -> collections.defaultdict:
         factory = args[0] if args else None
-        if factory is not None and id(factory) not in factories:
+        if factory is not None and not any(factory is f for f in factories):
             raise UnsafeModelError("a defaultdict's factory must be a builtin container type or None")
         items = _concrete(args[1], "defaultdict()") if len(args) > 1 else ()
         if len(args) > 2:
             raise MalformedModelError("defaultdict() takes a factory and one mapping here")
         return collections.defaultdict(factory, items)
 
-    t.callable("collections.defaultdict", _defaultdict)
+    t.callable("collections.defaultdict", collections.defaultdict, _defaultdict)
     t.build(collections.OrderedDict, _build_ordered_dict)
 
 
@@ -348,12 +351,17 @@ def _add_numpy(t: LoadTable) -> None:
             raise MalformedModelError("a dtype's state is not the one numpy writes for it")
         inst.__setstate__(state)
 
+    # The real functions, found through numpy's own pickling (never by a
+    # name from a file); the numpy 1.x and 2.x spellings name the same ones.
+    real_reconstruct = np.ndarray.__reduce__(np.zeros(0))[0]
+    real_scalar = np.float64(0).__reduce__()[0]
+    real_frombuffer = np.zeros(1).__reduce_ex__(5)[0]
     for mod in ("numpy.core", "numpy._core"):
-        t.callable(f"{mod}.multiarray._reconstruct", _reconstruct)
-        t.callable(f"{mod}.multiarray.scalar", _scalar)
-        t.callable(f"{mod}.numeric._frombuffer", _frombuffer)
+        t.callable(f"{mod}.multiarray._reconstruct", real_reconstruct, _reconstruct)
+        t.callable(f"{mod}.multiarray.scalar", real_scalar, _scalar)
+        t.callable(f"{mod}.numeric._frombuffer", real_frombuffer, _frombuffer)
     t.value("numpy.ndarray", np.ndarray)
-    t.callable("numpy.dtype", _dtype)
+    t.callable("numpy.dtype", np.dtype, _dtype)
     t.build(np.ndarray, _array_state)
     for dtype_class in {type(np.dtype(c)) for c in "?bhilqBHILQefdgFDGSUVOMm"} | {np.dtype}:
         t.build(dtype_class, _dtype_state)

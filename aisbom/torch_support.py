@@ -24,10 +24,11 @@ _ITEMSIZE: dict = {}
 
 
 def itemsize(dtype: Any) -> int:
-    """torch._utils._element_size, memoised: it is slow and called per tensor."""
+    """Bytes per element, memoised: this runs once per tensor. (torch's
+    _element_size refuses the bits* dtypes; dtype.itemsize knows them.)"""
     n = _ITEMSIZE.get(dtype)
     if n is None:
-        n = _ITEMSIZE[dtype] = torch._utils._element_size(dtype)
+        n = _ITEMSIZE[dtype] = dtype.itemsize
     return n
 
 
@@ -206,14 +207,15 @@ def make_rebuild_wrapper_subclass(allowed_classes: Any) -> Any:
 
 def make_rebuild_from_type_v2(table: LoadTable, tensor_classes: Any) -> Any:
     def rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
-        if table.calls.get(id(func)) is not func:
+        impl = table.impl_of(func)
+        if impl is None:
             raise UnsafeModelError("_rebuild_from_type_v2 names a function the policy does not allow calling")
         if new_type not in tensor_classes:
             raise UnsafeModelError(f"_rebuild_from_type_v2 makes a {getattr(new_type, '__name__', new_type)!r}, "
                                    "which is not an allowed tensor class")
         if not isinstance(args, tuple):
             raise MalformedModelError("_rebuild_from_type_v2 arguments are not a tuple")
-        ret = func(*args)
+        ret = impl(*args)
         if type(ret) is not new_type:
             ret = ret.as_subclass(new_type)
         _set_attributes(ret, state, "a tensor")
@@ -273,9 +275,9 @@ def add_torch(t: LoadTable) -> None:
         t.value(f"{cls.__module__}.{cls.__name__}", cls)
     t.value("torch.Tensor", torch.Tensor)
     t.value("torch.nn.parameter.Parameter", torch.nn.Parameter)
-    t.callable("torch.Size", _size)
-    t.callable("torch.device", _device_ctor)
-    t.callable("torch.serialization._get_layout", _get_layout)
+    t.callable("torch.Size", torch.Size, _size)
+    t.callable("torch.device", torch.device, _device_ctor)
+    t.callable("torch.serialization._get_layout", torch.serialization._get_layout, _get_layout)
     for name, fn in (
         ("_rebuild_tensor", rebuild_tensor),
         ("_rebuild_tensor_v2", rebuild_tensor_v2),
@@ -290,8 +292,9 @@ def add_torch(t: LoadTable) -> None:
         ("_rebuild_device_tensor_from_numpy", rebuild_device_tensor_from_numpy),
         ("_rebuild_wrapper_subclass", make_rebuild_wrapper_subclass(tensor_classes)),
     ):
-        t.callable(f"torch._utils.{name}", fn)
-    t.callable("torch._tensor._rebuild_from_type_v2", make_rebuild_from_type_v2(t, tensor_classes))
+        t.callable(f"torch._utils.{name}", getattr(torch._utils, name), fn)
+    t.callable("torch._tensor._rebuild_from_type_v2", torch._tensor._rebuild_from_type_v2,
+               make_rebuild_from_type_v2(t, tensor_classes))
     t.newobj(torch.nn.Parameter, lambda *args: rebuild_parameter(args[0], args[1] if len(args) > 1 else True, None))
     t.build(torch.Tensor, _tensor_state)
     t.build(torch.nn.Parameter, _tensor_state)

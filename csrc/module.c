@@ -171,8 +171,8 @@ PyDoc_STRVAR(unpickle_doc,
 "         persistent_load=None, encoding='ASCII', errors='strict',\n"
 "         max_stack=2**24, max_memo=2**26) -> (object, end)\n\n"
 "Run the allowlisting unpickler on data[start:] up to its STOP. globals maps\n"
-"'module.qualname' to the object to use; calls maps id(obj) to obj for\n"
-"objects REDUCE/OBJ/INST may call; newobjs maps id(cls) to (cls, impl) for\n"
+"'module.qualname' to the object to use; calls maps id(obj) to (obj, impl)\n"
+"for objects REDUCE/OBJ/INST may call; newobjs maps id(cls) to (cls, impl) for\n"
 "NEWOBJ; builds maps id(type) to (type, impl) for BUILD. Refusals raise\n"
 "aisbom.errors exceptions naming the opcode and byte offset. aisbom.loader\n"
 "prepares the tables; use aisbom.safe_load rather than this.");

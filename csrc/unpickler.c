@@ -117,6 +117,23 @@ call_failed(vm *v, const char *what)
     if (base == NULL)
         PyErr_Clear();
     Py_XDECREF(base);
+    if (ours && value) {
+        /* Refusals from the policy's functions learn where they happened. */
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *have = PyObject_GetAttrString(value, "offset");
+        if (have == Py_None) {
+            PyObject *off = PyLong_FromSize_t(OFFSET(v));
+            PyObject *op = PyUnicode_FromString(OPNAME(v));
+            if (off && op) {
+                PyObject_SetAttrString(value, "offset", off);
+                PyObject_SetAttrString(value, "opcode", op);
+            }
+            Py_XDECREF(off);
+            Py_XDECREF(op);
+        }
+        Py_XDECREF(have);
+        PyErr_Clear();
+    }
     PyErr_Restore(type, value, tb);
     if (ours)
         return -1;
@@ -320,8 +337,9 @@ id_key(PyObject *o)
     return PyLong_FromVoidPtr(o);
 }
 
-/* The policy entry for `o` in an id-keyed table, verified to be `o` itself
- * (an id alone could be reused), or NULL without an exception. */
+/* The implementation the policy pairs with `o` in an id-keyed table of
+ * (object, implementation), the object verified to be `o` itself (an id
+ * alone could be reused), or NULL without an exception. */
 static PyObject *
 policy_entry(PyObject *table, PyObject *o, int pair)
 {
@@ -334,12 +352,10 @@ policy_entry(PyObject *table, PyObject *o, int pair)
     Py_DECREF(key);
     if (hit == NULL)
         return NULL;
-    if (pair) {
-        if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 2 || PyTuple_GET_ITEM(hit, 0) != o)
-            return NULL;
-        return PyTuple_GET_ITEM(hit, 1);
-    }
-    return hit == o ? hit : NULL;
+    (void)pair;
+    if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 2 || PyTuple_GET_ITEM(hit, 0) != o)
+        return NULL;
+    return PyTuple_GET_ITEM(hit, 1);
 }
 
 static PyObject *
@@ -394,13 +410,14 @@ resolve(vm *v, PyObject *module, PyObject *name)
     return obj;
 }
 
-/* Call `callable` if the policy marks it callable. Steals args. */
+/* Call `callable` through the implementation the policy gives it. Steals args. */
 static int
 call_allowed(vm *v, PyObject *callable, PyObject *args)
 {
     if (args == NULL)
         return -1;
-    if (policy_entry(v->pol->calls, callable, 0) == NULL) {
+    PyObject *impl = policy_entry(v->pol->calls, callable, 1);
+    if (impl == NULL) {
         Py_DECREF(args);
         if (PyErr_Occurred())
             return -1;
@@ -414,7 +431,7 @@ call_allowed(vm *v, PyObject *callable, PyObject *args)
         Py_DECREF(args);
         return malformed(v, "the argument list is not a tuple");
     }
-    PyObject *res = PyObject_Call(callable, args, NULL);
+    PyObject *res = PyObject_Call(impl, args, NULL);
     Py_DECREF(args);
     if (res == NULL)
         return call_failed(v, "the call");
@@ -561,29 +578,47 @@ load_text(vm *v, const pk_op *op)
 
 /* ---- containers ---- */
 
+/* The collections types whose items the pickle may add to (exact types only:
+ * a subclass could run anything in __setitem__ or extend). */
+static PyObject *odict_type, *counter_type, *ddict_type, *deque_type;
+
+static int
+load_collections(void)
+{
+    if (deque_type)
+        return 0;
+    PyObject *c = PyImport_ImportModule("collections");
+    if (c == NULL)
+        return -1;
+    odict_type = PyObject_GetAttrString(c, "OrderedDict");
+    counter_type = PyObject_GetAttrString(c, "Counter");
+    ddict_type = PyObject_GetAttrString(c, "defaultdict");
+    deque_type = PyObject_GetAttrString(c, "deque");
+    Py_DECREF(c);
+    return (odict_type && counter_type && ddict_type && deque_type) ? 0 : -1;
+}
+
 static int
 is_dict_like(PyObject *o)
 {
-    static PyObject *odict, *counter, *ddict;
     if (PyDict_CheckExact(o))
         return 1;
-    if (odict == NULL) {
-        PyObject *c = PyImport_ImportModule("collections");
-        if (c == NULL) {
-            PyErr_Clear();
-            return 0;
-        }
-        odict = PyObject_GetAttrString(c, "OrderedDict");
-        counter = PyObject_GetAttrString(c, "Counter");
-        ddict = PyObject_GetAttrString(c, "defaultdict");
-        Py_DECREF(c);
-        if (!odict || !counter || !ddict) {
-            PyErr_Clear();
-            return 0;
-        }
+    if (load_collections() < 0) {
+        PyErr_Clear();
+        return 0;
     }
     PyObject *t = (PyObject *)Py_TYPE(o);
-    return t == odict || t == counter || t == ddict;
+    return t == odict_type || t == counter_type || t == ddict_type;
+}
+
+static int
+is_deque(PyObject *o)
+{
+    if (load_collections() < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return (PyObject *)Py_TYPE(o) == deque_type;
 }
 
 static int
@@ -605,11 +640,25 @@ do_append(vm *v, Py_ssize_t x)
     if (x == v->len)
         return 0;
     PyObject *list = v->stack[x - 1];
-    if (!PyList_CheckExact(list))
-        return refuse_target(v, list, "lists");
-    for (Py_ssize_t i = x; i < v->len; i++)
-        if (PyList_Append(list, v->stack[i]) < 0)
+    if (PyList_CheckExact(list)) {
+        for (Py_ssize_t i = x; i < v->len; i++)
+            if (PyList_Append(list, v->stack[i]) < 0)
+                return -1;
+    }
+    else if (is_deque(list)) {
+        /* deque pickles its items as APPENDS; CPython calls its extend(). */
+        static PyObject *append;
+        if (append == NULL && (append = PyUnicode_InternFromString("append")) == NULL)
             return -1;
+        for (Py_ssize_t i = x; i < v->len; i++) {
+            PyObject *r = PyObject_CallMethodOneArg(list, append, v->stack[i]);
+            if (r == NULL)
+                return call_failed(v, "appending to a deque");
+            Py_DECREF(r);
+        }
+    }
+    else
+        return refuse_target(v, list, "lists and deques");
     clear_to(v, x);
     return 0;
 }

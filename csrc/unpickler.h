@@ -15,7 +15,7 @@
 
 typedef struct {
     PyObject *globals;          /* dict: "module.qualname" -> object (borrowed) */
-    PyObject *calls;            /* dict: id(obj) -> obj that REDUCE/OBJ/INST may call */
+    PyObject *calls;            /* dict: id(obj) -> (obj, impl): REDUCE/OBJ/INST on obj call impl */
     PyObject *newobjs;          /* dict: id(cls) -> impl(*args, **kwargs) for NEWOBJ(_EX) */
     PyObject *builds;           /* dict: id(type) -> impl(inst, state) for BUILD */
     PyObject *persistent_load;  /* callable, or NULL when the stream may not use persistent ids */
