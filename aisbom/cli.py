@@ -68,20 +68,28 @@ def render_json(reports: Sequence[FileReport], out: IO[str]) -> None:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from aisbom.config import ConfigError, load_config
     from aisbom.policy import default_policy
     from aisbom.walk import MissingPath, scan_paths
 
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"aisbom: error: {exc}", file=sys.stderr)
+        return 2
     policy = default_policy()
-    if args.allow:
+    allow = list(config.allow) + list(args.allow)
+    if allow:
         try:
-            policy = policy.allowing(args.allow)
+            policy = policy.allowing(allow)
         except (ValueError, TypeError) as exc:
             print(f"aisbom: error: {exc}", file=sys.stderr)
             return 2
+    fail_on = args.fail_on or config.fail_on
     try:
         reports = list(
-            scan_paths(args.paths, policy=policy, lint=args.lint, exclude=args.exclude, jobs=args.jobs,
-                       progress=not args.quiet)
+            scan_paths(args.paths, policy=policy, lint=args.lint, exclude=list(config.exclude) + args.exclude,
+                       jobs=args.jobs, progress=not args.quiet)
         )
     except MissingPath as exc:
         print(f"aisbom: error: {exc}", file=sys.stderr)
@@ -98,12 +106,20 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     try:
         if args.format == "json":
             render_json(reports, out)
+        elif args.format == "sarif":
+            from aisbom.sarif import render as render_sarif
+
+            render_sarif(reports, out)
+        elif args.format == "cyclonedx":
+            from aisbom.cyclonedx import render as render_cyclonedx
+
+            render_cyclonedx(reports, out)
         else:
             render_text(reports, out, color=_use_color(out), lint=args.lint)
     finally:
         if out is not sys.stdout:
             out.close()
-    threshold = _FAIL_ON[args.fail_on]
+    threshold = _FAIL_ON[fail_on]
     failed = any(r.verdict.rank >= threshold.rank or r.verdict is Verdict.ERROR for r in reports)
     return 1 if failed else 0
 
@@ -124,9 +140,15 @@ def _add_scan_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
         "error verdict, 2 usage error or missing path",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
-    p.add_argument("--fail-on", choices=tuple(_FAIL_ON), default="suspicious",
-                   help="lowest verdict that makes the exit status 1 (default: suspicious)")
+    p.add_argument("--format", choices=("text", "json", "sarif", "cyclonedx"), default="text",
+                   help="output format: text for people, json (docs/report-format.md), sarif (code scanning), "
+                        "cyclonedx (an SBOM); default text")
+    p.add_argument("--fail-on", choices=tuple(_FAIL_ON), default=None,
+                   help="lowest verdict that makes the exit status 1 (default: suspicious, or fail-on from "
+                        "[tool.aisbom])")
+    p.add_argument("--config", metavar="FILE",
+                   help="a pyproject.toml whose [tool.aisbom] sets allow, fail-on and exclude (default: the "
+                        "nearest pyproject.toml with that table)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
     p.add_argument("--lint", action="store_true",
                    help="also say which globals stop torch.load(weights_only=True) and aisbom's loader")

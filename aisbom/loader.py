@@ -233,10 +233,21 @@ class _Loader:
         raise MalformedModelError(f"aisbom cannot load {fmt} files in-process")
 
 
+def _config_allow(config: Union[None, bool, str]) -> Tuple[str, ...]:
+    """allow= entries from [tool.aisbom]: the nearest pyproject.toml (None), a
+    given file (a path), or none at all (False)."""
+    if config is False:
+        return ()
+    from aisbom.config import load_config
+
+    return load_config(config if isinstance(config, str) else None).allow
+
+
 def load_buffer(buf: Any, *, path: Optional[str] = None, allow: Sequence[AllowSpec] = (), map_location: Any = None,
                 mmap: bool = False, tensors: Optional[str] = None, sandbox: str = "auto",
                 encoding: Optional[str] = None, i_know_this_runs_code: bool = False,
-                limits: Optional[Limits] = None, report: Optional[FileReport] = None) -> Any:
+                limits: Optional[Limits] = None, report: Optional[FileReport] = None,
+                config: Union[None, bool, str] = None) -> Any:
     """Scan then load the bytes of one file (see safe_load)."""
     if sandbox not in ("auto", "never", "always"):
         raise ValueError("sandbox must be 'auto', 'never' or 'always'")
@@ -247,7 +258,7 @@ def load_buffer(buf: Any, *, path: Optional[str] = None, allow: Sequence[AllowSp
     if tensors == "torch" and not _torch_available():
         raise ImportError("tensors='torch' needs torch; use tensors='numpy' to get numpy arrays instead")
     limits = limits or Limits()
-    specs = tuple(allow) + _extra_allowed.get()
+    specs = tuple(allow) + _extra_allowed.get() + _config_allow(config)
     policy: Policy = default_policy()
     if specs:
         policy = policy.allowing(specs, allow_blocked=i_know_this_runs_code)
@@ -276,6 +287,7 @@ def safe_load(
     encoding: Optional[str] = None,
     i_know_this_runs_code: bool = False,
     limits: Optional[Limits] = None,
+    config: Union[None, bool, str] = None,
 ) -> Any:
     """Load a model file without letting it run code.
 
@@ -288,7 +300,9 @@ def safe_load(
     checkpoint's tensors (the default when torch is not installed).
     sandbox="never" refuses anything not clean; "auto" loads a suspicious file
     in a sandboxed child process when the sandbox is available; "always"
-    sandboxes whatever is not clean.
+    sandboxes whatever is not clean. config: allow= entries also come from
+    [tool.aisbom] in the nearest pyproject.toml (None), a given file, or
+    nowhere (False).
 
     Raises MaliciousModelError, DisallowedGlobalError (both UnsafeModelError),
     MalformedModelError or LimitExceededError; the input is never modified.
@@ -304,14 +318,14 @@ def safe_load(
             if size == 0:
                 return load_buffer(b"", path=path, allow=allow, map_location=map_location, mmap=False,
                                    tensors=tensors, sandbox=sandbox, encoding=encoding,
-                                   i_know_this_runs_code=i_know_this_runs_code, limits=limits)
+                                   i_know_this_runs_code=i_know_this_runs_code, limits=limits, config=config)
             # Not closed here: arrays loaded with mmap=True view this map, and a
             # failed load's traceback may still hold views of it. It is unmapped
             # when the last reference goes.
             mm = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)
         return load_buffer(mm, path=path, allow=allow, map_location=map_location, mmap=mmap,
                            tensors=tensors, sandbox=sandbox, encoding=encoding,
-                           i_know_this_runs_code=i_know_this_runs_code, limits=limits)
+                           i_know_this_runs_code=i_know_this_runs_code, limits=limits, config=config)
     if mmap:
         raise ValueError("mmap=True needs a file path, as in torch.load")
     if hasattr(f, "getbuffer"):
@@ -322,7 +336,7 @@ def safe_load(
         raise TypeError("safe_load takes a path or a binary file object; use safe_loads for bytes")
     return load_buffer(data, path=getattr(f, "name", None) or "<file>", allow=allow, map_location=map_location,
                        tensors=tensors, sandbox=sandbox, encoding=encoding,
-                       i_know_this_runs_code=i_know_this_runs_code, limits=limits)
+                       i_know_this_runs_code=i_know_this_runs_code, limits=limits, config=config)
 
 
 def safe_loads(data: Union[bytes, bytearray, memoryview], **kwargs: Any) -> Any:

@@ -12,7 +12,7 @@ from aisbom.policy import Policy, default_policy
 from aisbom.report import FileReport, Finding, Severity, Verdict
 from aisbom.scanning import Limits, scan
 
-__all__ = ["MissingPath", "iter_files", "scan_paths", "scan_file_or_error"]
+__all__ = ["MissingPath", "iter_files", "scan_paths", "scan_many", "scan_file_or_error"]
 
 # Version-control stores hold compressed copies of everything; they are never models.
 DEFAULT_SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
@@ -151,3 +151,43 @@ def scan_paths(
                 bar.update(i, files[i - 1][0])
     finally:
         bar.close()
+
+
+def _scan_task(path: str, problem: Optional[str], allow: Tuple[str, ...], lint: bool,
+               limits: Optional[Limits]) -> FileReport:
+    """One file, in whatever process or machine the executor chose: only names
+    and plain values travel, the policy is rebuilt there."""
+    if problem:
+        return _problem_report(path, problem)
+    policy = default_policy().allowing(allow) if allow else default_policy()
+    return scan_file_or_error(path, policy, lint, limits)
+
+
+def scan_many(
+    paths: Iterable[str],
+    executor: Optional[concurrent.futures.Executor] = None,
+    *,
+    allow: Sequence[str] = (),
+    lint: bool = False,
+    exclude: Sequence[str] = (),
+    limits: Optional[Limits] = None,
+) -> Iterator[FileReport]:
+    """Scan many files and directories on any concurrent.futures.Executor.
+
+    With no executor, a thread pool of os.cpu_count() threads is used (the
+    engine releases the GIL). Any Executor works: a ProcessPoolExecutor, or a
+    Dask or Ray cluster through their executor interfaces, for registries of
+    millions of files. Reports come in path order; files that vanish or can't
+    be read are error reports, not exceptions.
+    """
+    files = list(iter_files(paths, exclude))
+    allow = tuple(allow)
+    own = executor is None
+    pool = executor or concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
+        futures = [pool.submit(_scan_task, path, problem, allow, lint, limits) for path, problem in files]
+        for fut in futures:
+            yield fut.result()
+    finally:
+        if own:
+            pool.shutdown(wait=True)
