@@ -22,6 +22,7 @@ from aisbom.policy import Policy, default_policy
 from aisbom.report import FileReport, Finding, Severity, Verdict
 from aisbom.scanning import Limits, scan, scan_buffer, scan_bytes
 from aisbom.loader import allowed, safe_load, safe_loads
+from aisbom.walk import scan_many
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "allowed",
     "scan",
     "scan_bytes",
+    "scan_many",
     "scan_buffer",
     "Limits",
     "Policy",

@@ -75,17 +75,28 @@ def parse(path: str) -> Config:
     )
 
 
+@lru_cache(maxsize=64)
+def _has_table(path: str, mtime: float) -> bool:
+    """Whether a pyproject.toml has [tool.aisbom]; read once per version of the file."""
+    try:
+        return "aisbom" in _toml(path).get("tool", {})
+    except (ConfigError, OSError):
+        return False
+
+
 def find_config(start: Optional[str] = None) -> Optional[str]:
-    """The nearest pyproject.toml with a [tool.aisbom] table, from `start` upwards."""
+    """The nearest pyproject.toml with a [tool.aisbom] table, from `start` upwards.
+
+    Only stat() runs per call; a file is parsed again only when it changes."""
     here = os.path.abspath(start or os.getcwd())
     while True:
         candidate = os.path.join(here, "pyproject.toml")
-        if os.path.isfile(candidate):
-            try:
-                if "aisbom" in _toml(candidate).get("tool", {}):
-                    return candidate
-            except (ConfigError, OSError):
-                pass
+        try:
+            mtime = os.stat(candidate).st_mtime
+        except OSError:
+            mtime = None
+        if mtime is not None and _has_table(candidate, mtime):
+            return candidate
         parent = os.path.dirname(here)
         if parent == here:
             return None

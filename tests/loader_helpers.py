@@ -314,7 +314,7 @@ class SideEffects:
     without running anything; running compiled code raises `exec`.)
 
     `open` counts only when it writes or creates, or names a path other than
-    the file being loaded. Imports count only for modules that are new to
+    the file being loaded (or a pyproject.toml read for aisbom's settings). Imports count only for modules that are new to
     sys.modules (the loader's own modules are imported before the block by
     `prewarm()`)."""
 
@@ -337,7 +337,9 @@ class SideEffects:
             writes = isinstance(mode, str) and any(c in mode for c in "wax+")
             writes = writes or (isinstance(mode, int) and mode & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC))
             named = isinstance(path, (str, bytes, os.PathLike))
-            if writes or (named and os.path.realpath(os.fsdecode(path)) not in me.allowed_paths):
+            # aisbom reads its own settings ([tool.aisbom] in pyproject.toml): not the file's doing
+            settings = named and os.path.basename(os.fsdecode(path)) == "pyproject.toml"
+            if writes or (named and not settings and os.path.realpath(os.fsdecode(path)) not in me.allowed_paths):
                 me.events.append((event, tuple(map(repr, args))))
             return
         if event.startswith(_DANGEROUS_PREFIXES):
