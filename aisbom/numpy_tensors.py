@@ -212,6 +212,15 @@ def add_numpy_tensors(t: LoadTable) -> None:
 
     stand_in("torch._tensor._rebuild_from_type_v2", rebuild_from_type_v2)
     stand_in("torch.serialization._get_layout", lambda name: Placeholder(f"torch.{name}"))
+
+    def load_from_bytes(data: Any) -> Any:
+        from aisbom.loader import load_buffer
+
+        if not isinstance(data, (bytes, bytearray)):
+            raise MalformedModelError("_load_from_bytes needs bytes")
+        return load_buffer(bytes(data), path="<embedded torch file>", sandbox="never", tensors="numpy", config=False)
+
+    stand_in("torch.storage._load_from_bytes", load_from_bytes)
     # Every other torch name on the allowlist (tensor classes, qschemes, ...)
     # stands for itself: usable as data, never callable.
     from aisbom.policy import default_policy

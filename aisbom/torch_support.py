@@ -224,6 +224,16 @@ def make_rebuild_from_type_v2(table: LoadTable, tensor_classes: Any) -> Any:
     return rebuild_from_type_v2
 
 
+def load_from_bytes(data: Any) -> Any:
+    """torch.storage._load_from_bytes: a storage pickled by pickle.dumps(tensor)
+    is a whole legacy torch file in a bytes string; load it as one, safely."""
+    from aisbom.loader import load_buffer
+
+    if not isinstance(data, (bytes, bytearray)):
+        raise MalformedModelError("_load_from_bytes needs bytes")
+    return load_buffer(bytes(data), path="<embedded torch file>", sandbox="never", tensors="torch", config=False)
+
+
 def _size(*args: Any) -> torch.Size:
     if len(args) != 1:
         raise MalformedModelError("torch.Size takes one tuple")
@@ -293,6 +303,7 @@ def add_torch(t: LoadTable) -> None:
         ("_rebuild_wrapper_subclass", make_rebuild_wrapper_subclass(tensor_classes)),
     ):
         t.callable(f"torch._utils.{name}", getattr(torch._utils, name), fn)
+    t.callable("torch.storage._load_from_bytes", torch.storage._load_from_bytes, load_from_bytes)
     t.callable("torch._tensor._rebuild_from_type_v2", torch._tensor._rebuild_from_type_v2,
                make_rebuild_from_type_v2(t, tensor_classes))
     t.newobj(torch.nn.Parameter, lambda *args: rebuild_parameter(args[0], args[1] if len(args) > 1 else True, None))

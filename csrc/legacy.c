@@ -152,8 +152,10 @@ legacy_scan_stream(aisb_report *rep, int member, scanner *sc, size_t pos)
         return;
     (void)sys_info;
     scanner_set_persistent_load(sc, 1);
+    scanner_set_module_persids(sc, 1);
     int rc = scanner_run(sc, pos = end, &end, &object);
     scanner_set_persistent_load(sc, 0);
+    scanner_set_module_persids(sc, 0);
     if (rc < 0)
         return;
     if (scanner_run(sc, pos = end, &end, &keys) < 0)

@@ -1,5 +1,7 @@
 #include "scanner.h"
 
+#include "formats.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -720,6 +722,12 @@ scanner_set_persistent_load(scanner *sc, int on)
     sc->ctx.persistent_load = on;
 }
 
+void
+scanner_set_module_persids(scanner *sc, int on)
+{
+    sc->ctx.module_persids = on;
+}
+
 int
 scanner_member(const scanner *sc)
 {
@@ -910,11 +918,91 @@ push_global(scanner *sc, const pk_op *op, aisb_slice module, aisb_slice name, ui
     return push(sc, SV_MAKE_LAZY(LAZY_GLOBAL, (uint64_t)g + 1));
 }
 
+/* torch's legacy persistent_load returns the class of a ('module', cls,
+ * source_file, source) id: what the file names there is what gets called. */
+static sv
+through_persid(scanner *sc, sv v)
+{
+    sv pid, items[2];
+    aisb_slice tag;
+    if (!sc->ctx.module_persids || sv_kind(sc, v) != SV_PERSID || sv_inner(sc, v, &pid) < 0 ||
+        sv_items(sc, pid, items, 2) < 2 || sv_text(sc, items[0], &tag) < 0 || !aisb_slice_eq(tag, "module") ||
+        sv_kind(sc, items[1]) != SV_GLOBAL)
+        return v;
+    return items[1];
+}
+
+/* The bytes a call's single argument holds: a bytes literal, or protocol
+ * 2's _codecs.encode(text, 'latin1') spelling of one. */
+static int
+bytes_argument(scanner *sc, sv args, aisb_buf *tmp, aisb_slice *out)
+{
+    sv item[2], inner;
+    aisb_slice text, enc;
+    if (sv_items(sc, args, item, 2) != 1)
+        return -1;
+    if (sv_bytes(sc, item[0], out) == 0 && sv_kind(sc, item[0]) != SV_STR)
+        return 0;
+    if (sv_kind(sc, item[0]) != SV_RESULT || sv_global_is(sc, item[0], "_codecs.encode") != 0 ||
+        sv_args(sc, item[0], &inner) < 0 || sv_items(sc, inner, item, 2) != 2 || sv_text(sc, item[0], &text) < 0 ||
+        sv_text(sc, item[1], &enc) < 0 || !(aisb_slice_eq(enc, "latin1") || aisb_slice_eq(enc, "latin-1")))
+        return -1;
+    for (size_t i = 0; i < text.n; i++) {
+        /* UTF-8 back to the code points U+0000..U+00FF, one byte each */
+        uint8_t c = text.p[i], b = c;
+        if (c >= 0x80) {
+            if ((c != 0xc2 && c != 0xc3) || i + 1 >= text.n)
+                return -1;
+            b = (uint8_t)(((c & 0x03) << 6) | (text.p[++i] & 0x3f));
+        }
+        if (aisb_buf_put(tmp, &b, 1) < 0)
+            return -1;
+    }
+    *out = aisb_slice_make(tmp->data ? (const uint8_t *)tmp->data : (const uint8_t *)"", tmp->len);
+    return 0;
+}
+
+/* torch.storage._load_from_bytes(b) is torch.load of b: the pickled form of a
+ * tensor (pickle.dumps(tensor)). Scan b as the file it is, so the global can
+ * be allowed exactly when what it loads is clean. */
+static void
+nested_torch_file(scanner *sc, const pk_op *op, sv args)
+{
+    aisb_buf tmp = {0};
+    aisb_slice data;
+    if (bytes_argument(sc, args, &tmp, &data) < 0) {
+        aisb_report_finding(sc->rep, "unresolved-call", SEV_MALICIOUS, sc->ctx.member, -1, op->offset,
+                            "%s at offset %zu calls torch.storage._load_from_bytes on something that is not a "
+                            "bytes literal, so what it loads cannot be checked",
+                            pk_opcode_name(op->code), op->offset);
+        aisb_buf_free(&tmp);
+        return;
+    }
+    if (sc->ctx.depth >= 2) {
+        aisb_report_finding(sc->rep, "scan-limit", SEV_ERROR, sc->ctx.member, -1, op->offset,
+                            "torch file nested too deep at offset %zu was not read", op->offset);
+        aisb_buf_free(&tmp);
+        return;
+    }
+    char name[96];
+    snprintf(name, sizeof name, "load_from_bytes@%zu", op->offset);
+    const char *fmt = aisb_sniff(data.p, data.n);
+    int m = aisb_report_member(sc->rep, name, strlen(name), fmt, 0, data.n, sc->ctx.member);
+    if (m >= 0) {
+        aisb_limits lim = {1ULL << 31, 4};
+        aisb_scan_content(sc->rep, m, fmt, data.p, data.n, &lim, sc->ctx.depth + 1);
+    }
+    aisb_buf_free(&tmp);
+}
+
 /* Record a call of `callee` by op and push what it returns. */
 static int
 call(scanner *sc, const pk_op *op, sv callee, sv args, uint32_t use)
 {
+    callee = through_persid(sc, callee);
     int kind = sv_kind(sc, callee);
+    if (kind == SV_GLOBAL && sv_global_is(sc, callee, "torch.storage._load_from_bytes") == 0)
+        nested_torch_file(sc, op, args);
     int g = -1;
     if (kind == SV_GLOBAL) {
         g = sv_global(sc, callee);

@@ -37,6 +37,7 @@ typedef struct {
     int depth;             /* nesting of embedded scans; deeper scans are refused */
     int quiet_errors;      /* a probe: parse errors are expected and not reported */
     int shared_memo;       /* one memo across pickles (one Unpickler object), not one per pickle.load */
+    int module_persids;    /* torch's legacy loader: persistent id ('module', cls, ...) loads as cls */
     scan_build_hook on_build;
     void *hook_data;
 } scan_ctx;
@@ -90,6 +91,7 @@ int sv_global_is(const scanner *sc, sv v, const char *dotted);
 /* Whether the next pickles are loaded with a persistent_load (torch's
  * legacy stream gives one to its object pickle only). */
 void scanner_set_persistent_load(scanner *sc, int on);
+void scanner_set_module_persids(scanner *sc, int on);
 
 /* The member findings are filed under, and the buffer being read. */
 int scanner_member(const scanner *sc);

@@ -131,7 +131,7 @@ scan_tar_member(aisb_report *rep, int parent, aisb_slice name, const uint8_t *da
     }
     if (torch_layout && aisb_slice_eq(name, "pickle")) {
         aisb_report_set_format(rep, m, FMT_PICKLE);
-        scan_ctx ctx = {.member = m, .persistent_load = 1};
+        scan_ctx ctx = {.member = m, .persistent_load = 1, .module_persids = 1};
         scanner *sc = scanner_new(rep, data, n, &ctx);
         if (sc)
             scanner_run_all(sc, 0);
