@@ -162,6 +162,44 @@ def _add_scan_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     p.set_defaults(func=_cmd_scan)
 
 
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from aisbom.convert import convert
+    from aisbom.errors import AisbomError
+
+    try:
+        summary = convert(args.input, args.output, allow=args.allow, sandbox=args.sandbox,
+                          drop_non_tensors=args.drop_non_tensors)
+    except AisbomError as exc:
+        print(f"aisbom: refused: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"aisbom: error: {exc}", file=sys.stderr)
+        return 2
+    dropped = f", dropped {len(summary['dropped'])} non-tensor values" if summary["dropped"] else ""
+    print(f"wrote {args.output}: {summary['tensors']} tensors, {summary['bytes']} bytes{dropped}")
+    return 0
+
+
+def _add_convert_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "convert",
+        help="load a model safely (the sandbox when needed) and write its tensors as safetensors",
+        description="Load IN through aisbom.safe_load (in-process when clean, in the sandbox when it needs "
+        "globals outside the allowlist) and write its tensors to OUT as safetensors. OUT is written to a "
+        "temporary file and renamed into place, so it is never half-written.",
+        epilog="exit status: 0 written, 1 refused (malicious or malformed input), 2 usage or I/O error",
+    )
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT")
+    p.add_argument("--allow", action="append", default=[], metavar="MODULE.QUALNAME",
+                   help="treat this exact global as allowed (repeatable)")
+    p.add_argument("--sandbox", choices=("auto", "never", "always"), default="auto",
+                   help="auto (default): sandbox files that need more than the allowlist; never: refuse them")
+    p.add_argument("--drop-non-tensors", action="store_true",
+                   help="leave out values that are not tensors instead of refusing")
+    p.set_defaults(func=_cmd_convert)
+
+
 def _add_demo_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
         "demo",
@@ -178,6 +216,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_scan_parser(sub)
     _add_demo_parser(sub)
+    _add_convert_parser(sub)
     from aisbom import sandbox_cli
 
     sandbox_cli.add_sandbox_parser(sub)

@@ -122,7 +122,7 @@ def _base_table(tensors: str, with_numpy: bool, with_torch: bool) -> LoadTable:
 # ---- refusing ----
 
 
-def _refuse(report: FileReport, allow_hint: bool = True) -> None:
+def _refuse(report: FileReport, allow_hint: bool = True, note: str = "") -> None:
     """Raise the error a non-clean verdict calls for."""
     if report.format == "torchscript" and report.verdict is not Verdict.MALICIOUS:
         raise UnsafeModelError(
@@ -150,6 +150,8 @@ def _refuse(report: FileReport, allow_hint: bool = True) -> None:
     if allow_hint and names:
         call = "aisbom.safe_loads(data" if report.path == "<bytes>" else f"aisbom.safe_load({report.path!r}"
         hint = f"\nIf you trust these globals, load it with:\n    {call}, allow={names!r})"
+    if note:
+        hint += f"\nIt was not loaded in the sandbox either: {note}"
     raise DisallowedGlobalError(
         f"refusing to load {report.path} in-process: it needs globals outside the allowlist "
         f"(typically a whole nn.Module or a user class)\n{lines}{hint}",
@@ -265,11 +267,18 @@ def load_buffer(buf: Any, *, path: Optional[str] = None, allow: Sequence[AllowSp
     if report is None:
         report = scan_buffer(buf, path=path or "<bytes>", policy=policy, limits=limits)
     if report.verdict is not Verdict.CLEAN:
-        if sandbox != "never" and report.verdict is Verdict.SUSPICIOUS or sandbox == "always":
+        if report.format == "torchscript":
+            _refuse(report)  # never handed to torch.jit, sandbox or not
+        wanted = (sandbox == "auto" and report.verdict is Verdict.SUSPICIOUS) or sandbox == "always"
+        if wanted:
             from aisbom import sandboxed
 
-            if sandboxed.available():
+            try:
                 return sandboxed.load(buf, path=path, report=report, map_location=map_location, tensors=tensors)
+            except sandboxed.SandboxUnavailable as exc:
+                if sandbox == "always":
+                    raise
+                _refuse(report, note=str(exc))
         _refuse(report)
     table = _table_for(tensors, specs, report)
     loader = _Loader(buf, path, table, tensors, map_location, mmap, encoding, limits)
