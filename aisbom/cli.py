@@ -89,7 +89,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     try:
         reports = list(
             scan_paths(args.paths, policy=policy, lint=args.lint, exclude=list(config.exclude) + args.exclude,
-                       jobs=args.jobs, progress=not args.quiet)
+                       jobs=args.jobs, progress=not args.quiet, hash=args.format != "text")
         )
     except MissingPath as exc:
         print(f"aisbom: error: {exc}", file=sys.stderr)

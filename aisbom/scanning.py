@@ -4,6 +4,7 @@ the globals with the policy."""
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import errno
 import hashlib
 import json
@@ -12,6 +13,7 @@ import mmap
 import os
 import stat
 import tempfile
+import threading
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ _USE_NAMES = [
 ]
 _COMPRESSED = ("gzip", "zlib", "bz2", "xz", "lzma", "joblib-zf")
 _IN_MEMORY = 64 << 20
+_HASH_IN_THREAD = 16 << 20  # hash beside the scan, in a thread, from this size on
 
 
 @dataclass(frozen=True)
@@ -403,7 +406,23 @@ def scan(path: PathLike, *, policy: Optional[Policy] = None, limits: Optional[Li
     with _open_regular(name) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
-            return scan_buffer(b"", path=name, policy=policy, limits=limits, lint=lint)
+            return scan_buffer(b"", path=name, policy=policy, limits=limits, lint=lint,
+                               sha256=hashlib.sha256(b"").hexdigest() if hash else None)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            digest = hashlib.sha256(mm).hexdigest() if hash else None
-            return scan_buffer(mm, path=name, policy=policy, limits=limits, lint=lint, sha256=digest)
+            if not hash:
+                return scan_buffer(mm, path=name, policy=policy, limits=limits, lint=lint)
+            if hasattr(mm, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+                mm.madvise(mmap.MADV_SEQUENTIAL)
+            if size < _HASH_IN_THREAD:
+                digest = hashlib.sha256(mm).hexdigest()
+                return scan_buffer(mm, path=name, policy=policy, limits=limits, lint=lint, sha256=digest)
+            # The scan skips tensor data, the hash reads every byte: for big files
+            # run both at once (each releases the GIL) over the same mapping.
+            hasher = hashlib.sha256()
+            worker = threading.Thread(target=hasher.update, args=(mm,))
+            worker.start()
+            try:
+                report = scan_buffer(mm, path=name, policy=policy, limits=limits, lint=lint)
+            finally:
+                worker.join()
+            return dataclasses.replace(report, sha256=hasher.hexdigest())

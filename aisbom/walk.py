@@ -84,10 +84,11 @@ def _problem_report(path: str, message: str) -> FileReport:
     )
 
 
-def scan_file_or_error(path: str, policy: Optional[Policy] = None, lint: bool = False, limits: Optional[Limits] = None) -> FileReport:
+def scan_file_or_error(path: str, policy: Optional[Policy] = None, lint: bool = False, limits: Optional[Limits] = None,
+                       hash: bool = True) -> FileReport:
     """scan(), with files that vanish or can't be read reported as errors instead of raised."""
     try:
-        return scan(path, policy=policy, lint=lint, limits=limits)
+        return scan(path, policy=policy, lint=lint, limits=limits, hash=hash)
     except OSError as exc:
         return _problem_report(path, f"cannot read the file: {exc.strerror or exc}")
 
@@ -127,8 +128,10 @@ def scan_paths(
     jobs: Optional[int] = None,
     progress: bool = True,
     limits: Optional[Limits] = None,
+    hash: bool = True,
 ) -> Iterator[FileReport]:
-    """Scan files and directories in parallel; reports come in path order."""
+    """Scan files and directories in parallel; reports come in path order.
+    hash=False skips the sha256 (the text report does not show it)."""
     policy = policy or default_policy()
     files: List[Tuple[str, Optional[str]]] = list(iter_files(paths, exclude))
     jobs = jobs or os.cpu_count() or 1
@@ -136,14 +139,14 @@ def scan_paths(
     try:
         if jobs == 1 or len(files) <= 1:
             for i, (path, problem) in enumerate(files, 1):
-                yield _problem_report(path, problem) if problem else scan_file_or_error(path, policy, lint, limits)
+                yield _problem_report(path, problem) if problem else scan_file_or_error(path, policy, lint, limits, hash)
                 bar.update(i, path)
             return
         # The engine releases the GIL while it scans, so threads scale.
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = [
                 pool.submit(_problem_report, path, problem) if problem
-                else pool.submit(scan_file_or_error, path, policy, lint, limits)
+                else pool.submit(scan_file_or_error, path, policy, lint, limits, hash)
                 for path, problem in files
             ]
             for i, fut in enumerate(futures, 1):
