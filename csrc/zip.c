@@ -339,7 +339,9 @@ zip_open(zip_archive *z, const uint8_t *buf, size_t len)
         cd_off32 + z->prefix <= len && cd_size32 <= len - (cd_off32 + z->prefix)) {
         zip_archive alt;
         memset(&alt, 0, sizeof alt);
-        if (parse_central(&alt, buf, len, cd_off32 + z->prefix, cd_size32, want32, ZIP_ALTERNATE) == 0) {
+        /* (no realloc to zero bytes: glibc would free the block and return NULL) */
+        if (parse_central(&alt, buf, len, cd_off32 + z->prefix, cd_size32, want32, ZIP_ALTERNATE) == 0 &&
+            alt.count > 0) {
             zip_entry *grown = realloc(z->entries, (z->count + alt.count) * sizeof *grown);
             if (grown) {
                 z->entries = grown;
