@@ -122,26 +122,25 @@ class _Reducer:
         return None
 
 
-def _load(path: str, fmt: str) -> Any:
+def _load(f: Any, fmt: str) -> Any:
     if fmt.startswith("torch"):
         import torch
 
-        return torch.load(path, weights_only=False, map_location="cpu")
+        return torch.load(f, weights_only=False, map_location="cpu")
     if fmt == "joblib":
         try:
             import joblib
         except ImportError:
             pass
         else:
-            return joblib.load(path)
+            return joblib.load(f)
     if fmt in ("npy-object", "npz"):
         import numpy
 
-        return numpy.load(path, allow_pickle=True)
+        return numpy.load(f, allow_pickle=True)
     import pickle
 
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    return pickle.load(f)
 
 
 def _save(obj: Any, out: Any) -> None:
@@ -162,7 +161,7 @@ def main(argv: Any = None) -> int:
     p.add_argument("--format", required=True)
     p.add_argument("--out-fd", type=int, required=True)
     p.add_argument("--python", required=True, help="PREFIX:VERSION the parent runs")
-    p.add_argument("model")
+    p.add_argument("--in-fd", type=int, required=True, help="the file to load, opened by the parent")
     args = p.parse_args(argv)
     here = f"{sys.prefix}:{sys.version}"
     if args.python != here:
@@ -170,7 +169,8 @@ def main(argv: Any = None) -> int:
               file=sys.stderr)
         return EXIT_WRONG_PYTHON
     try:
-        obj = _load(args.model, args.format)
+        with os.fdopen(args.in_fd, "rb") as f:
+            obj = _load(f, args.format)
         reduced = _Reducer().reduce(obj)
         if args.format == "npz" and hasattr(obj, "files"):
             reduced = {k: _Reducer().reduce(obj[k]) for k in obj.files}

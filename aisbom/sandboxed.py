@@ -10,11 +10,10 @@ the child's markers into ModuleState and Placeholder objects.
 """
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -147,48 +146,67 @@ def _reasons(report: FileReport) -> str:
     return ", ".join(names) if names else ", ".join(rules)
 
 
+def _sealed_copy(buf: Any) -> int:
+    fd = os.memfd_create("aisbom-sandbox-input", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        view = memoryview(buf).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
+                    | fcntl.F_SEAL_SEAL)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def load(buf: Any, *, path: Optional[str], report: FileReport, map_location: Any, tensors: str,
          min_level: str = "full") -> Any:
     """Load a suspicious file in the jail and return plain data (see the module doc)."""
     from aisbom import jail
     from aisbom.loader import safe_loads
 
-    tmpdir = None
-    if path is None or not os.path.isfile(path):
-        # bytes in memory: the child needs a file it can read
-        tmpdir = tempfile.mkdtemp(prefix="aisbom-sandbox-")
-        path = os.path.join(tmpdir, "model")
-        with open(path, "wb") as f:
-            f.write(memoryview(buf))
+    # The child reads the file through a descriptor the parent opened, never
+    # by name: it runs as nobody when the caller is root, a 0600 file stays
+    # readable, and it loads the very file that was scanned. Bytes in memory
+    # go into a sealed memfd, so nothing is written to disk.
+    if path is not None and os.path.isfile(path):
+        in_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        shown = path
+    else:
+        in_fd = _sealed_copy(buf)
+        shown = "<bytes>"
     out_fd = os.memfd_create("aisbom-sandbox-result", 0)
     try:
         argv = [sys.executable, "-m", "aisbom._child", "--format", report.format, "--out-fd", str(out_fd),
-                "--python", f"{sys.prefix}:{sys.version}", os.path.abspath(path)]
+                "--python", f"{sys.prefix}:{sys.version}", "--in-fd", str(in_fd)]
         # The user's classes must import in the child as they do here: the same
         # sys.path, visible read-only (the current folder included).
         search = _search_path()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(search), PYTHONNOUSERSITE="1")
         background = _import_in_background(tensors)
         try:
-            proc = jail.spawn(argv, ro_paths=[os.path.abspath(path), *search], pass_fds=[out_fd],
+            proc = jail.spawn(argv, ro_paths=search, pass_fds=[in_fd, out_fd],
                               timeout=TIMEOUT, memory=_memory(), stdout=jail.DEVNULL, stderr=jail.PIPE,
                               min_level=min_level, env=env)
         except (jail.JailUnavailable, jail.JailSetupError) as exc:
             raise SandboxUnavailable(f"the sandbox is not available here: {exc}") from exc
         except jail.JailError as exc:
-            raise SandboxError(f"the sandboxed load of {path} could not start: {exc}") from exc
+            raise SandboxError(f"the sandboxed load of {shown} could not start: {exc}") from exc
         result = proc.communicate()
         background.join()
         if result.timed_out:
-            raise SandboxError(f"the sandboxed load of {path} ran past {TIMEOUT:g} s and was stopped")
+            raise SandboxError(f"the sandboxed load of {shown} ran past {TIMEOUT:g} s and was stopped")
         if not result.ok:
             err = (result.stderr or b"").decode("utf-8", "replace")
             lines = [ln for ln in err.splitlines() if ln.strip() and "Error in cpuinfo" not in ln]
             detail = lines[-1] if lines else f"exit status {result.exit_code}"
-            raise SandboxError(f"the sandboxed load of {path} failed: {detail}")
+            raise SandboxError(f"the sandboxed load of {shown} failed: {detail}")
         size = os.fstat(out_fd).st_size
         if size == 0:
-            raise SandboxError(f"the sandboxed load of {path} returned nothing")
+            raise SandboxError(f"the sandboxed load of {shown} returned nothing")
         # Not closed explicitly: what the load returns may view it (see safe_load).
         mm = mmap.mmap(out_fd, size, access=mmap.ACCESS_READ)
         try:
@@ -198,8 +216,7 @@ def load(buf: Any, *, path: Optional[str], report: FileReport, map_location: Any
                                f"the sandboxed loader): {exc}") from exc
     finally:
         os.close(out_fd)
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        os.close(in_fd)
     warnings.warn(
         SandboxedLoadWarning(
             f"{report.path} was loaded in aisbom's sandbox, not in-process, because it needs globals outside "

@@ -72,6 +72,25 @@ def test_user_class_comes_back_with_its_state(tmp_path, monkeypatch):
     sys.modules.pop("mycfg", None)
 
 
+def test_bytes_and_private_files_load_in_the_sandbox(tmp_path):
+    # The child reads what the parent opened: bytes never touch the disk, and a
+    # 0600 file loads even when the caller is root and the payload runs as nobody.
+    model = torch.nn.Linear(2, 3)
+    path = tmp_path / "private.pt"
+    torch.save(model, path)
+    path.chmod(0o600)
+    reference = model.state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SandboxedLoadWarning)
+        from_bytes = aisbom.safe_loads(path.read_bytes())
+        from_path = aisbom.safe_load(path)
+    for got in (from_bytes, from_path):
+        assert isinstance(got, ModuleState)
+        assert list(got.state_dict) == list(reference)
+        assert all(torch.equal(got.state_dict[k], v) for k, v in reference.items())
+    assert sorted(os.listdir(tmp_path)) == ["private.pt"]
+
+
 def test_sharing_survives_the_sandbox(tmp_path):
     base = torch.arange(12.0).reshape(3, 4)
     model = torch.nn.Linear(2, 2)
@@ -173,12 +192,10 @@ def _parent_of(pid: int) -> int:
         return -1
 
 
-def test_the_child_refuses_another_python(tmp_path):
+def test_the_child_refuses_another_python():
     from aisbom import _child
 
-    path = tmp_path / "x.pkl"
-    path.write_bytes(pickle.dumps([1]))
-    rc = _child.main(["--format", "pickle", "--out-fd", "99", "--python", "/elsewhere:3.0", str(path)])
+    rc = _child.main(["--format", "pickle", "--out-fd", "99", "--python", "/elsewhere:3.0", "--in-fd", "98"])
     assert rc == _child.EXIT_WRONG_PYTHON
 
 
