@@ -71,7 +71,24 @@ pk_reader_init(pk_reader *r, const uint8_t *buf, size_t len, size_t start)
     r->pos = start;
     r->frame_start = 0;
     r->frame_end = 0;
+    r->lim = len;
     r->forced = -1;
+}
+
+void
+pk_reader_seek(pk_reader *r, size_t pos)
+{
+    r->pos = pos;
+    r->frame_end = 0;
+    r->lim = r->len;
+}
+
+static void
+set_frame(pk_reader *r, size_t start, size_t end)
+{
+    r->frame_start = start;
+    r->frame_end = end;
+    r->lim = end && end < r->len ? end : r->len;
 }
 
 /* ---- reads, each checked against the end of the buffer ---- */
@@ -96,7 +113,7 @@ frame_read(pk_reader *r, pk_op *op, size_t start, size_t n, int bulk)
     if (r->frame_end == 0)
         return;
     if (start >= r->frame_end) {
-        r->frame_end = 0;
+        set_frame(r, r->frame_start, 0);
         return;
     }
     if (n > r->frame_end - start) {
@@ -106,22 +123,26 @@ frame_read(pk_reader *r, pk_op *op, size_t start, size_t n, int bulk)
             op->alt = 1;
             op->alt_pos = r->frame_end;
         }
-        r->frame_end = 0;
+        set_frame(r, r->frame_start, 0);
     }
 }
 
-static int
+/* Below r->lim a read is inside the buffer and inside the current frame (if
+ * any), so only reads that reach r->lim take the checks above. */
+static inline int
 read_n(pk_reader *r, pk_op *op, size_t n, int bulk, const uint8_t **out)
 {
-    if (n > r->len - r->pos)
-        return -1;
-    frame_read(r, op, r->pos, n, bulk);
+    if (n > r->lim - r->pos) {
+        if (n > r->len - r->pos)
+            return -1;
+        frame_read(r, op, r->pos, n, bulk);
+    }
     *out = r->buf + r->pos;
     r->pos += n;
     return 0;
 }
 
-static int
+static inline int
 read_fixed(pk_reader *r, pk_op *op, pk_error *err, int nbytes, uint64_t *out)
 {
     const uint8_t *p;
@@ -144,7 +165,8 @@ read_line(pk_reader *r, pk_op *op, pk_error *err, aisb_slice *line)
     }
     line->p = start;
     line->n = (size_t)(nl - start) + 1;
-    frame_read(r, op, r->pos, line->n, 0);
+    if (line->n > r->lim - r->pos)
+        frame_read(r, op, r->pos, line->n, 0);
     r->pos += line->n;
     return 0;
 }
@@ -485,11 +507,13 @@ pk_decode(pk_reader *r, pk_op *op, pk_error *err)
         r->forced = -1;
     }
     else {
-        if (r->pos >= r->len) {
-            pk_error_set(err, r->pos, 0, "pickle data was truncated: no STOP opcode");
-            return -1;
+        if (r->pos >= r->lim) {
+            if (r->pos >= r->len) {
+                pk_error_set(err, r->pos, 0, "pickle data was truncated: no STOP opcode");
+                return -1;
+            }
+            frame_read(r, op, r->pos, 1, 0);
         }
-        frame_read(r, op, r->pos, 1, 0);
         op->code = r->buf[r->pos++];
     }
     if (OPS[op->code].name == NULL) {
@@ -499,7 +523,7 @@ pk_decode(pk_reader *r, pk_op *op, pk_error *err)
     if (decode_argument(r, op, err) < 0)
         return -1;
     op->end = r->pos;
-    if (frame_end && op->offset < frame_end && op->end > frame_end && !(op->frame_flags & PK_FRAME_STRADDLE)) {
+    if (op->end > frame_end && frame_end && op->offset < frame_end && !(op->frame_flags & PK_FRAME_STRADDLE)) {
         op->frame_flags |= PK_FRAME_SPAN;
         op->frame_start = frame_start;
     }
@@ -508,8 +532,7 @@ pk_decode(pk_reader *r, pk_op *op, pk_error *err)
             op->frame_flags |= PK_FRAME_OVERLAP;
             op->frame_start = r->frame_start;
         }
-        r->frame_start = op->offset;
-        r->frame_end = op->n ? op->end + (size_t)op->n : 0;
+        set_frame(r, op->offset, op->n ? op->end + (size_t)op->n : 0);
     }
     return 0;
 }

@@ -79,10 +79,14 @@ typedef struct {
     size_t pos;
     size_t frame_start;
     size_t frame_end;       /* 0 when not inside a frame */
+    size_t lim;             /* reads below this need no frame or length check: min(frame_end or len, len) */
     int forced;             /* >= 0: the next opcode is this, its argument starts at pos */
 } pk_reader;
 
 void pk_reader_init(pk_reader *r, const uint8_t *buf, size_t len, size_t start);
+
+/* Continue at `pos`, outside any frame (raw data the loader read itself). */
+void pk_reader_seek(pk_reader *r, size_t pos);
 
 /* Decode the opcode at r->pos and advance past it. Returns 0 on success,
  * -1 on a malformed or truncated argument (err filled in). The caller checks

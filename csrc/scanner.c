@@ -1149,8 +1149,7 @@ load_build(scanner *sc, const pk_op *op)
             if (sc->ctx.on_build(sc->ctx.hook_data, sc, inst, state, &pos) < 0)
                 return -1;
             if (pos != sc->rd.pos) {
-                sc->rd.pos = pos;
-                sc->rd.frame_end = 0;
+                pk_reader_seek(&sc->rd, pos);
             }
         }
         return 0;
