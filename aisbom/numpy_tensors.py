@@ -61,9 +61,8 @@ def _float8_table(exp_bits: int, man_bits: int, bias: int, fn: bool, uz: bool) -
 
 
 def _e8m0_table() -> np.ndarray:
-    out = np.array([2.0 ** (c - 127) for c in range(256)], dtype=np.float32)
-    out[255] = np.nan
-    return out
+    # code 255 is NaN; 2**128 would not fit a float32 anyway
+    return np.array([2.0 ** (c - 127) for c in range(255)] + [float("nan")], dtype=np.float32)
 
 
 _WIDEN: Dict[str, Callable[[np.ndarray], np.ndarray]] = {}

@@ -132,10 +132,11 @@ def test_payload_in_the_sandbox_cannot_reach_the_network(tmp_path):
     server.settimeout(0.2)
     port = server.getsockname()[1]
     received = []
+    stop = threading.Event()
 
     def accept() -> None:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             try:
                 conn, _ = server.accept()
             except socket.timeout:
@@ -153,8 +154,9 @@ def test_payload_in_the_sandbox_cannot_reach_the_network(tmp_path):
         aisbom.safe_load(path, sandbox="always")
     assert "loading failed" in str(info.value)
     time.sleep(0.5)
-    server.close()
+    stop.set()
     thread.join(timeout=25)
+    server.close()
     assert received == []
 
 
