@@ -42,6 +42,7 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
+from aisbom import _core
 from aisbom.loader import load_buffer, safe_load, safe_loads
 
 __all__ = ["guard"]
@@ -166,15 +167,14 @@ def _checked_bytes(data: Any) -> bytes:
 
 
 class _StreamTap:
-    """A read/readline view of a binary stream for pickletools.genops, keeping
-    every byte it hands out.
+    """A read/readline view of a binary stream, keeping every byte it hands out.
 
     pickle.load leaves its stream right after the pickle's STOP, and callers
     rely on that (several pickles in one file, an EOFError ending a loop). To
-    behave the same, the pickle's extent is found without running anything:
-    pickletools.genops only decodes opcodes. A seekable stream is read ahead
-    in chunks and seeked back to the end of the pickle afterwards; any other
-    stream is read exactly as far as the opcodes need.
+    behave the same, the pickle's extent is found without running anything.
+    A seekable stream is read ahead and delimited by aisbom's C parser
+    (skip_pickle), then seeked back to the end of the pickle; any other
+    stream is read exactly as far as pickletools.genops needs.
     """
 
     def __init__(self, stream: Any) -> None:
@@ -223,6 +223,25 @@ class _StreamTap:
         except Exception as exc:
             raise _StreamFailure(exc) from exc
 
+    def skip_pickle(self) -> bool:
+        """On a seekable stream, move past one pickle's STOP as found by
+        aisbom's own parser (the one the loader uses), reading ahead as far as
+        it needs; False on other streams. A pickle that breaks off leaves the
+        tap at the end of the data, for aisbom to judge (and refuse)."""
+        if not self._readahead:
+            return False
+        need = self._readahead
+        while True:
+            self._fill(need)
+            end = _core.pickle_end(self._buf, self._pos)
+            if end is not None:
+                self._pos = end
+                return True
+            if self._eof:
+                self._pos = len(self._buf)
+                return True
+            need = 2 * (len(self._buf) - self._pos)
+
     def rewind(self) -> None:
         """Back to the first byte read (still buffered)."""
         self._pos = 0
@@ -236,9 +255,15 @@ class _StreamTap:
 
 
 def _consume_pickle(tap: _StreamTap) -> None:
-    """Advance `tap` past one pickle's STOP. When genops rejects the bytes,
-    the tap stops where it did: aisbom then judges what was read (and refuses
-    it as malformed, as pickle.load would fail on it)."""
+    """Advance `tap` past one pickle's STOP. A stream that cannot seek back
+    must not be read past the STOP, so there pickletools.genops reads opcode
+    by opcode instead; when it rejects the bytes, the tap stops where it did
+    and aisbom judges what was read (and refuses it as malformed)."""
+    try:
+        if tap.skip_pickle():
+            return
+    except _StreamFailure as failure:
+        raise failure.error
     try:
         for _ in pickletools.genops(tap):  # type: ignore[arg-type]  # read/readline is all it uses
             pass

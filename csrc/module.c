@@ -8,6 +8,7 @@
 #include "inflate.h"
 #include "opcodes.h"
 #include "report.h"
+#include "scanner.h"
 #include "unpickler.h"
 #include "zip.h"
 
@@ -110,6 +111,35 @@ core_scan(PyObject *self, PyObject *args, PyObject *kw)
                                   "incomplete", rep.oom ? Py_True : Py_False);
     aisb_report_free(&rep);
     return out;
+}
+
+PyDoc_STRVAR(pickle_end_doc,
+"pickle_end(data, start=0, /) -> int | None\n\n"
+"One past the STOP of the pickle at data[start:], read as pickle.load reads\n"
+"it (nothing runs); None when the bytes break off first or are no pickle.");
+
+static PyObject *
+core_pickle_end(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer view;
+    Py_ssize_t start = 0;
+    if (!PyArg_ParseTuple(args, "y*|n:pickle_end", &view, &start))
+        return NULL;
+    if (start < 0 || start > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "start is outside the data");
+        return NULL;
+    }
+    size_t end = 0;
+    int verdict;
+    Py_BEGIN_ALLOW_THREADS
+    verdict = scanner_probe(view.buf, (size_t)view.len, (size_t)start, 0, &end);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (verdict != PROBE_COMPLETE)
+        Py_RETURN_NONE;
+    return PyLong_FromSize_t(end);
 }
 
 PyDoc_STRVAR(sniff_doc, "sniff(data, /) -> str\n\nThe format the first bytes of data announce.");
@@ -262,6 +292,7 @@ static PyMethodDef core_methods[] = {
     {"unpickle", (PyCFunction)(void (*)(void))core_unpickle, METH_VARARGS | METH_KEYWORDS, unpickle_doc},
     {"scan", (PyCFunction)(void (*)(void))core_scan, METH_VARARGS | METH_KEYWORDS, scan_doc},
     {"sniff", core_sniff, METH_O, sniff_doc},
+    {"pickle_end", core_pickle_end, METH_VARARGS, pickle_end_doc},
     {"inflate_raw", core_inflate_raw, METH_VARARGS, inflate_doc},
     {NULL, NULL, 0, NULL},
 };
