@@ -367,6 +367,57 @@ memo_reset(scanner *sc)
     sc->memo_count = 0;
 }
 
+/* Widen the dense array to hold `key`, moving sparse entries it now covers.
+ * Rare (a doubling), so kept out of memo_put's hot path. */
+static __attribute__((noinline)) int
+memo_grow_dense(scanner *sc, uint64_t key)
+{
+    size_t cap = sc->dense_cap ? sc->dense_cap : 1024;
+    while (cap <= key)
+        cap *= 2;
+    sv *d = realloc(sc->dense, cap * sizeof *d);
+    if (d == NULL) {
+        sc->oom = 1;
+        return -1;
+    }
+    memset(d + sc->dense_cap, 0, (cap - sc->dense_cap) * sizeof *d);
+    sc->dense = d;
+    sc->dense_cap = cap;
+    /* Entries that were sparse may now belong to the array. */
+    for (size_t i = 0; i < sc->memo_cap; i++) {
+        if (sc->memo[i].v && sc->memo[i].key < cap) {
+            d[sc->memo[i].key] = sc->memo[i].v;
+            sc->memo[i].v = 0;
+            sc->memo_sparse--;
+        }
+    }
+    if (sc->memo_cap) {
+        /* rebuild the hash table without the moved entries (tombstone-free) */
+        memo_slot *old = sc->memo;
+        size_t oldcap = sc->memo_cap;
+        sc->memo = NULL;
+        sc->memo_cap = 0;
+        size_t keep = sc->memo_sparse;
+        sc->memo_sparse = 0;
+        for (size_t i = 0; keep && i < oldcap; i++) {
+            if (!old[i].v)
+                continue;
+            if ((sc->memo_sparse + 1) * 2 > sc->memo_cap && grow_sparse(sc) < 0) {
+                free(old);
+                sc->oom = 1;
+                return -1;
+            }
+            size_t j = mix(old[i].key) & (sc->memo_cap - 1);
+            while (sc->memo[j].v)
+                j = (j + 1) & (sc->memo_cap - 1);
+            sc->memo[j] = old[i];
+            sc->memo_sparse++;
+        }
+        free(old);
+    }
+    return 0;
+}
+
 static int
 memo_put(scanner *sc, uint64_t key, sv v)
 {
@@ -376,51 +427,8 @@ memo_put(scanner *sc, uint64_t key, sv v)
         return -1;
     }
     *t = key;
-    if (key >= sc->dense_cap && key < 2 * (uint64_t)sc->memo_count + 1024) {
-        size_t cap = sc->dense_cap ? sc->dense_cap : 1024;
-        while (cap <= key)
-            cap *= 2;
-        sv *d = realloc(sc->dense, cap * sizeof *d);
-        if (d == NULL) {
-            sc->oom = 1;
-            return -1;
-        }
-        memset(d + sc->dense_cap, 0, (cap - sc->dense_cap) * sizeof *d);
-        sc->dense = d;
-        sc->dense_cap = cap;
-        /* Entries that were sparse may now belong to the array. */
-        for (size_t i = 0; i < sc->memo_cap; i++) {
-            if (sc->memo[i].v && sc->memo[i].key < cap) {
-                d[sc->memo[i].key] = sc->memo[i].v;
-                sc->memo[i].v = 0;
-                sc->memo_sparse--;
-            }
-        }
-        if (sc->memo_cap) {
-            /* rebuild the hash table without the moved entries (tombstone-free) */
-            memo_slot *old = sc->memo;
-            size_t oldcap = sc->memo_cap;
-            sc->memo = NULL;
-            sc->memo_cap = 0;
-            size_t keep = sc->memo_sparse;
-            sc->memo_sparse = 0;
-            for (size_t i = 0; keep && i < oldcap; i++) {
-                if (!old[i].v)
-                    continue;
-                if ((sc->memo_sparse + 1) * 2 > sc->memo_cap && grow_sparse(sc) < 0) {
-                    free(old);
-                    sc->oom = 1;
-                    return -1;
-                }
-                size_t j = mix(old[i].key) & (sc->memo_cap - 1);
-                while (sc->memo[j].v)
-                    j = (j + 1) & (sc->memo_cap - 1);
-                sc->memo[j] = old[i];
-                sc->memo_sparse++;
-            }
-            free(old);
-        }
-    }
+    if (key >= sc->dense_cap && key < 2 * (uint64_t)sc->memo_count + 1024 && memo_grow_dense(sc, key) < 0)
+        return -1;
     if (key < sc->dense_cap) {
         if (!sc->dense[key])
             sc->memo_count++;
