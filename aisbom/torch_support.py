@@ -89,10 +89,16 @@ def rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) ->
 
 def rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
                       backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
+    # What nearly every tensor of every checkpoint goes through: kept flat.
     _no_hooks(backward_hooks)
-    t = rebuild_tensor(storage, storage_offset, size, stride)
-    _requires_grad(t, requires_grad)
-    _metadata(t, metadata)
+    u = _typed(storage)._untyped_storage
+    dtype = storage.dtype
+    dims, steps = check_view(u.nbytes() // itemsize(dtype), storage_offset, size, stride)
+    t = torch.empty((0,), dtype=dtype, device=u.device).set_(u, storage_offset, dims, steps)
+    if requires_grad is not False:
+        _requires_grad(t, requires_grad)
+    if metadata:
+        _metadata(t, metadata)
     return t
 
 

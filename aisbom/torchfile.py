@@ -112,8 +112,10 @@ class _TorchStorages:
         self.swap = swap
         self.cache: Dict[str, Any] = {}
         self.restore = torch.serialization._get_restore_location(L.map_location)
-        self.whole = None
         self.overall = None
+        self.typed_class = torch.storage.TypedStorage
+        self.untyped_class = torch.storage.UntypedStorage
+        self.untyped_type = StorageType("UntypedStorage", torch.uint8, 1)
         if L.mmap and L.path:
             self.overall = torch.UntypedStorage.from_file(L.path, False, len(L.buf))
 
@@ -126,14 +128,14 @@ class _TorchStorages:
             )
         if method == 0 and self.overall is not None:
             return self.overall[off: off + nbytes]
-        if method == 0:
-            if self.whole is None:
-                self.whole = torch.frombuffer(self.L.buf, dtype=torch.uint8)
-            return self.whole[off: off + nbytes].clone().untyped_storage()
-        data = bytearray(self.z.read(entry))
-        return torch.frombuffer(data, dtype=torch.uint8).clone().untyped_storage() if data else torch.UntypedStorage(0)
+        if nbytes == 0:
+            return torch.UntypedStorage(0)
+        # from_buffer copies into a storage of its own, as torch.load gives each record.
+        data = memoryview(self.L.buf)[off: off + nbytes] if method == 0 else self.z.read(entry)
+        return torch.UntypedStorage.from_buffer(data, byte_order="native", dtype=torch.uint8)
 
     def persistent_load(self, pid: Any) -> Any:
+        # Runs once per tensor: names are looked up once, in __init__.
         if type(pid) is not tuple or len(pid) != 5:
             raise MalformedModelError("a persistent id is not ('storage', type, key, location, numel)")
         tag, stype, key, location, numel = pid
@@ -142,11 +144,10 @@ class _TorchStorages:
         hit = self.cache.get(key)
         if hit is not None:
             return hit  # torch reuses the first storage of a key, whatever later ids say
-        torch = self.torch
-        if _text(tag, "tag") != "storage":
+        if tag != "storage" and _text(tag, "tag") != "storage":
             raise MalformedModelError("only storages may be persistent objects in a torch file")
-        if stype is torch.storage.UntypedStorage:
-            stype = StorageType("UntypedStorage", torch.uint8, 1)
+        if stype is self.untyped_class:
+            stype = self.untyped_type
         st = _storage_type(stype, self.L)
         if type(numel) is not int or numel < 0:
             raise MalformedModelError("a storage's element count is not a non-negative integer")
@@ -156,10 +157,9 @@ class _TorchStorages:
         untyped = self._bytes(entry, numel * st.itemsize)
         if self.swap and st.itemsize > 1:
             untyped.byteswap(st.dtype)
-        location = _text(location, "location")
         if location != "cpu" or self.L.map_location is not None:
-            untyped = self.restore(untyped, location)
-        typed = torch.storage.TypedStorage(wrap_storage=untyped, dtype=st.dtype, _internal=True)
+            untyped = self.restore(untyped, _text(location, "location"))
+        typed = self.typed_class(wrap_storage=untyped, dtype=st.dtype, _internal=True)
         self.cache[key] = typed
         return typed
 
