@@ -58,13 +58,13 @@ def render_text(reports: Sequence[FileReport], out: IO[str], *, color: bool = Fa
 
 
 def render_json(reports: Sequence[FileReport], out: IO[str]) -> None:
-    doc = {
-        "version": 1,
-        "tool": {"name": "aisbom", "version": __version__},
-        "files": [r.to_json() for r in reports],
-    }
-    json.dump(doc, out, indent=2)
-    out.write("\n")
+    """The report document, one line per file: indenting every record would
+    take json's pure-Python encoder, slower than the scan on a big directory."""
+    tool = json.dumps({"name": "aisbom", "version": __version__})
+    out.write(f'{{\n  "version": 1,\n  "tool": {tool},\n  "files": [')
+    for i, r in enumerate(reports):
+        out.write(("," if i else "") + "\n    " + json.dumps(r.to_json()))
+    out.write("\n  ]\n}\n" if reports else "]\n}\n")
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -89,7 +89,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     try:
         reports = list(
             scan_paths(args.paths, policy=policy, lint=args.lint, exclude=list(config.exclude) + args.exclude,
-                       jobs=args.jobs, progress=not args.quiet, hash=args.format != "text")
+                       jobs=args.jobs, progress=not args.quiet, hash=args.format != "text", processes=True)
         )
     except MissingPath as exc:
         print(f"aisbom: error: {exc}", file=sys.stderr)
@@ -209,7 +209,7 @@ def _add_demo_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]")
     p.set_defaults(func=_cmd_demo)
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(with_sandbox: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aisbom", description="Open untrusted pickle-based model files safely.")
     parser.add_argument("--version", action="version", version=f"aisbom {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -217,14 +217,17 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_scan_parser(sub)
     _add_demo_parser(sub)
     _add_convert_parser(sub)
-    from aisbom import sandbox_cli
+    if with_sandbox:
+        from aisbom import sandbox_cli
 
-    sandbox_cli.add_sandbox_parser(sub)
+        sandbox_cli.add_sandbox_parser(sub)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The sandbox's parser imports the jail module: only when it may be asked for.
+    parser = _build_parser(with_sandbox=not argv or argv[0] not in ("scan", "demo", "convert"))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

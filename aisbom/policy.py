@@ -13,12 +13,12 @@ exact spelled name can be allowlisted.
 from __future__ import annotations
 
 import _compat_pickle
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
-from typing import Callable, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple, Union
 
 from aisbom.report import Severity
 
@@ -41,7 +41,10 @@ AllowSpec = Union[str, Callable[..., object], type]
 
 def _read_entries(filename: str) -> List[Tuple[str, str]]:
     """Parse one of the data files strictly: a malformed line is a bug, not a skip."""
-    text = resources.files("aisbom").joinpath("data", filename).read_text(encoding="utf-8")
+    # A plain file beside the module (the package has a C extension, so it is
+    # never imported from a zip): importlib.resources would add to every start-up.
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", filename), encoding="utf-8") as f:
+        text = f.read()
     entries: List[Tuple[str, str]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -85,6 +88,9 @@ class Policy:
     torch_defaults: FrozenSet[str] = field(default=frozenset(), repr=False)
     user_allowed: FrozenSet[str] = frozenset()
     allow_blocked: bool = False
+    # classify() results: a directory of models names the same few globals over and over
+    _memo: Dict[Tuple[str, str], Classification] = field(default_factory=dict, init=False, repr=False,
+                                                         compare=False, hash=False)
 
     def allowing(self, names: Iterable[AllowSpec], *, allow_blocked: bool = False) -> "Policy":
         """A policy that also allows ``names`` (callables or exact "module.qualname" strings).
@@ -182,12 +188,17 @@ class Policy:
 
     def classify(self, module: str, name: str) -> Classification:
         """The worst classification over every name the global can resolve to."""
+        hit = self._memo.get((module, name))
+        if hit is not None:
+            return hit
         worst: Optional[Classification] = None
         for cand_module, cand_name in self.candidates(module, name):
             c = self.classify_name(cand_module, cand_name)
             if worst is None or c.severity > worst.severity:
                 worst = c
         assert worst is not None
+        if len(self._memo) < 100_000:  # names are file-controlled: bounded
+            self._memo[(module, name)] = worst
         return worst
 
     def torch_accepts(self, dotted: str) -> bool:

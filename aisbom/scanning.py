@@ -38,6 +38,7 @@ _USE_NAMES = [
 ]
 _COMPRESSED = ("gzip", "zlib", "bz2", "xz", "lzma", "joblib-zf")
 _IN_MEMORY = 64 << 20
+_READ_WHOLE = 256 << 10  # smaller files are read, not mapped
 _HASH_IN_THREAD = 16 << 20  # hash beside the scan, in a thread, from this size on
 
 
@@ -392,7 +393,7 @@ def _open_regular(name: str) -> Any:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", name)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, "rb", buffering=0)
     except BaseException:
         os.close(fd)
         raise
@@ -405,9 +406,11 @@ def scan(path: PathLike, *, policy: Optional[Policy] = None, limits: Optional[Li
     name = os.fspath(path)
     with _open_regular(name) as f:
         size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return scan_buffer(b"", path=name, policy=policy, limits=limits, lint=lint,
-                               sha256=hashlib.sha256(b"").hexdigest() if hash else None)
+        if size < _READ_WHOLE:
+            # Mapping costs more than reading for small files, the bulk of a model directory.
+            data = f.read()
+            return scan_buffer(data, path=name, policy=policy, limits=limits, lint=lint,
+                               sha256=hashlib.sha256(data).hexdigest() if hash else None)
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             if not hash:
                 return scan_buffer(mm, path=name, policy=policy, limits=limits, lint=lint)

@@ -1,16 +1,21 @@
 """Scanning many paths: directory walks, exclusions, parallel jobs, progress."""
 from __future__ import annotations
 
-import concurrent.futures
 import fnmatch
 import os
 import sys
 import time
-from typing import IO, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from aisbom.policy import Policy, default_policy
 from aisbom.report import FileReport, Finding, Severity, Verdict
 from aisbom.scanning import Limits, scan
+
+if TYPE_CHECKING:  # pragma: no cover
+    import concurrent.futures
+
+# concurrent.futures and multiprocessing are imported where used: a scan of
+# one file should not pay for them at start-up.
 
 __all__ = ["MissingPath", "iter_files", "scan_paths", "scan_many", "scan_file_or_error"]
 
@@ -39,7 +44,8 @@ def iter_files(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tu
 
     problem is None for files to scan, or why a path is reported without
     being read (a symlink leading out of the scanned tree, which is never
-    followed). Raises MissingPath for a path that does not exist.
+    followed). Raises MissingPath for a path that does not exist. Each
+    directory's files come before its subdirectories, both in sorted order.
     """
     for top in paths:
         if not os.path.lexists(top):
@@ -47,32 +53,55 @@ def iter_files(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[Tu
         if not os.path.isdir(top):
             yield top, None  # scan() refuses a FIFO or device without blocking on it
             continue
-        root = os.path.realpath(top)
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if d not in DEFAULT_SKIP_DIRS)
-            for d in list(dirnames):
-                full = os.path.join(dirpath, d)
-                rel = os.path.relpath(full, top)
-                if _excluded(full, rel, exclude):
-                    dirnames.remove(d)
-                elif os.path.islink(full) and not _within(os.path.realpath(full), root):
-                    dirnames.remove(d)
+        yield from _walk(top, os.path.realpath(top), exclude)
+
+
+def _walk(top: str, root: str, exclude: Sequence[str]) -> Iterator[Tuple[str, Optional[str]]]:
+    # scandir's entry types spare a stat per file; a walk of thousands of
+    # small files is otherwise a good part of the scan.
+    pending = [top]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            continue  # vanished or unreadable: as os.walk, nothing to list
+        subdirs: List[str] = []
+        files = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                files.append(entry)
+                continue
+            if entry.name in DEFAULT_SKIP_DIRS:
+                continue
+            full = entry.path
+            if exclude and _excluded(full, os.path.relpath(full, top), exclude):
+                continue
+            if entry.is_symlink():  # never descended into
+                if not _within(os.path.realpath(full), root):
                     yield full, "a symlink to a directory outside the scanned tree; not followed"
-            for name in sorted(filenames):
-                full = os.path.join(dirpath, name)
-                rel = os.path.relpath(full, top)
-                if _excluded(full, rel, exclude):
+                continue
+            subdirs.append(full)
+        for entry in files:
+            full = entry.path
+            if exclude and _excluded(full, os.path.relpath(full, top), exclude):
+                continue
+            if entry.is_symlink():
+                target = os.path.realpath(full)
+                if not _within(target, root):
+                    yield full, "a symlink to a file outside the scanned tree; not followed"
                     continue
-                if os.path.islink(full):
-                    target = os.path.realpath(full)
-                    if not _within(target, root):
-                        yield full, "a symlink to a file outside the scanned tree; not followed"
-                        continue
-                    if not os.path.isfile(target):
-                        continue
-                elif not os.path.isfile(full):
-                    continue  # sockets, fifos, devices: not files to read
-                yield full, None
+                if not os.path.isfile(target):
+                    continue
+            elif not entry.is_file(follow_symlinks=False):
+                continue  # sockets, fifos, devices: not files to read
+            yield full, None
+        pending.extend(reversed(subdirs))
 
 
 def _problem_report(path: str, message: str) -> FileReport:
@@ -119,6 +148,11 @@ class _Progress:
             self.stream.flush()
 
 
+# With processes=True, directories of at least this many files are scanned by
+# forked worker processes, in chunks; fewer are not worth a process start.
+_PROCESS_MIN_FILES = 200
+
+
 def scan_paths(
     paths: Iterable[str],
     *,
@@ -129,9 +163,16 @@ def scan_paths(
     progress: bool = True,
     limits: Optional[Limits] = None,
     hash: bool = True,
+    processes: bool = False,
 ) -> Iterator[FileReport]:
     """Scan files and directories in parallel; reports come in path order.
-    hash=False skips the sha256 (the text report does not show it)."""
+    hash=False skips the sha256 (the text report does not show it).
+
+    Workers are threads (the engine releases the GIL while it parses, which
+    pays off on big files), or with processes=True forked processes that take
+    the files in chunks, which pays off on many small files, where the
+    per-file Python work holds the GIL. Only the CLI asks for processes:
+    forking is not something a library does behind its caller's back."""
     policy = policy or default_policy()
     files: List[Tuple[str, Optional[str]]] = list(iter_files(paths, exclude))
     jobs = jobs or os.cpu_count() or 1
@@ -139,21 +180,58 @@ def scan_paths(
     try:
         if jobs == 1 or len(files) <= 1:
             for i, (path, problem) in enumerate(files, 1):
-                yield _problem_report(path, problem) if problem else scan_file_or_error(path, policy, lint, limits, hash)
+                yield _scan_one(path, problem, policy, lint, limits, hash)
                 bar.update(i, path)
             return
-        # The engine releases the GIL while it scans, so threads scale.
+        import concurrent.futures
+        import multiprocessing
+
+        if processes and len(files) >= _PROCESS_MIN_FILES and "fork" in multiprocessing.get_all_start_methods():
+            yield from _in_processes(files, jobs, bar, policy, lint, limits, hash)
+            return
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [
-                pool.submit(_problem_report, path, problem) if problem
-                else pool.submit(scan_file_or_error, path, policy, lint, limits, hash)
-                for path, problem in files
-            ]
+            futures = [pool.submit(_scan_one, path, problem, policy, lint, limits, hash) for path, problem in files]
             for i, fut in enumerate(futures, 1):
                 yield fut.result()
                 bar.update(i, files[i - 1][0])
     finally:
         bar.close()
+
+
+def _scan_one(path: str, problem: Optional[str], policy: Policy, lint: bool, limits: Optional[Limits],
+              hash: bool) -> FileReport:
+    return _problem_report(path, problem) if problem else scan_file_or_error(path, policy, lint, limits, hash)
+
+
+_worker_args: Tuple[Any, ...] = ()
+
+
+def _init_worker(*args: Any) -> None:
+    global _worker_args
+    _worker_args = args
+
+
+def _scan_chunk(chunk: Sequence[Tuple[str, Optional[str]]]) -> List[FileReport]:
+    return [_scan_one(path, problem, *_worker_args) for path, problem in chunk]
+
+
+def _in_processes(files: List[Tuple[str, Optional[str]]], jobs: int, bar: _Progress, *args: Any) -> Iterator[FileReport]:
+    # Chunks small enough to keep every worker busy to the end, big enough
+    # that sending reports back costs little next to scanning.
+    import concurrent.futures
+    import multiprocessing
+
+    size = max(8, min(256, len(files) // (jobs * 8)))
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
+                                                initargs=args) as pool:
+        done = 0
+        for chunk, fut in zip(chunks, [pool.submit(_scan_chunk, c) for c in chunks]):
+            for report in fut.result():
+                done += 1
+                yield report
+            bar.update(done, chunk[-1][0])
 
 
 def _scan_task(path: str, problem: Optional[str], allow: Tuple[str, ...], lint: bool,
@@ -183,6 +261,8 @@ def scan_many(
     millions of files. Reports come in path order; files that vanish or can't
     be read are error reports, not exceptions.
     """
+    import concurrent.futures
+
     files = list(iter_files(paths, exclude))
     allow = tuple(allow)
     own = executor is None

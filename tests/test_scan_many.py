@@ -542,6 +542,29 @@ def test_cli_jobs_1_is_sequential(many, monkeypatch, capsys):
     assert len(seen) == 60 and len(set(seen)) == 1
 
 
+def test_cli_jobs_use_worker_processes_on_many_files(many, monkeypatch, capsys, tmp_path):
+    """Many small files: forked workers take them in chunks (their per-file
+    Python work would serialise threads on the GIL); the report is the same."""
+    from aisbom.cli import main
+
+    log = tmp_path / "pids"
+    real = walk.scan
+
+    def logged(path, *a, **kw):
+        with open(log, "a") as f:  # forked workers inherit this patch; O_APPEND lines don't interleave
+            f.write(f"{os.getpid()}\n")
+        return real(path, *a, **kw)
+
+    assert main(["scan", str(many), "--format", "json", "--jobs", "1"]) == 1
+    serial = capsys.readouterr().out
+    monkeypatch.setattr(walk, "scan", logged)
+    monkeypatch.setattr(walk, "_PROCESS_MIN_FILES", 10)
+    rc = _with_timeout(lambda: main(["scan", str(many), "--format", "json", "--jobs", "2"]), 90)
+    assert rc == 1 and capsys.readouterr().out == serial
+    pids = log.read_text().split()
+    assert len(pids) == 60 and str(os.getpid()) not in pids and len(set(pids)) <= 2
+
+
 # ------------------------------------------------------------------ the CLI: --exclude
 
 
