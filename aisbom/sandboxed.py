@@ -186,9 +186,14 @@ def load(buf: Any, *, path: Optional[str], report: FileReport, map_location: Any
         # sys.path, visible read-only (the current folder included).
         search = _search_path()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(search), PYTHONNOUSERSITE="1")
+        # Cached bytecode kept apart (PYTHONPYCACHEPREFIX) must be readable in
+        # the jail too, or the child compiles torch from source: seconds.
+        visible = list(search)
+        if sys.pycache_prefix and os.path.isdir(sys.pycache_prefix):
+            visible.append(os.path.abspath(sys.pycache_prefix))
         background = _import_in_background(tensors)
         try:
-            proc = jail.spawn(argv, ro_paths=search, pass_fds=[in_fd, out_fd],
+            proc = jail.spawn(argv, ro_paths=visible, pass_fds=[in_fd, out_fd],
                               timeout=TIMEOUT, memory=_memory(), stdout=jail.DEVNULL, stderr=jail.PIPE,
                               min_level=min_level, env=env)
         except (jail.JailUnavailable, jail.JailSetupError) as exc:

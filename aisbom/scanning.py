@@ -3,16 +3,13 @@ containers and pickles, unwrap compression, validate safetensors, and judge
 the globals with the policy."""
 from __future__ import annotations
 
-import bz2
 import dataclasses
 import errno
 import hashlib
 import json
-import lzma
 import mmap
 import os
 import stat
-import tempfile
 import threading
 import zlib
 from contextlib import contextmanager
@@ -62,8 +59,14 @@ class _Tally:
         self.format = "unknown"
 
 
+_USES_TEXT: Dict[int, Tuple[str, ...]] = {}
+
+
 def _uses_text(uses: int) -> Tuple[str, ...]:
-    return tuple(label for bit, label in _USE_NAMES if uses & bit)
+    text = _USES_TEXT.get(uses)
+    if text is None:
+        text = _USES_TEXT[uses] = tuple(label for bit, label in _USE_NAMES if uses & bit)
+    return text
 
 
 def _member_paths(members: Sequence[Tuple[Any, ...]], prefix: Optional[str]) -> List[Optional[str]]:
@@ -136,6 +139,8 @@ def _judge(raw: Dict[str, Any], policy: Policy, prefix: Optional[str], tally: _T
 
 def _decompressor(fmt: str) -> Tuple[Callable[[], Any], int]:
     """A factory for streaming decompressors and the header bytes to skip."""
+    import bz2
+    import lzma
     if fmt == "gzip":
         return (lambda: zlib.decompressobj(31)), 0
     if fmt == "zlib":
@@ -155,6 +160,9 @@ def _decompress(buf: Any, fmt: str, cap: int, sink: Any) -> Optional[str]:
     Concatenated streams (gzip members, bz2/xz streams) are followed like the
     standard library's readers follow them; anything else after the data is
     reported, since no reader uses it but it was not checked either."""
+    import bz2
+    import lzma
+
     make, pos = _decompressor(fmt)
     view = memoryview(buf)
     if fmt == "joblib-zf" and len(view) > pos and view[pos] == 0x20:
@@ -207,6 +215,8 @@ def _spill(expected: int) -> Iterator[Any]:
 
         yield io.BytesIO()
     else:
+        import tempfile
+
         with tempfile.TemporaryFile(prefix="aisbom-") as f:
             yield f
 
@@ -386,32 +396,48 @@ def scan_bytes(data: Union[bytes, bytearray, memoryview], *, name: str = "<bytes
     return scan_buffer(data, path=name, policy=policy, limits=limits, lint=lint)
 
 
-def _open_regular(name: str) -> Any:
-    """Open a regular file for reading; refuse FIFOs, devices and sockets
-    without blocking on them (a FIFO would wait for a writer forever)."""
+def _open_fd(name: str) -> Tuple[int, int]:
+    """Open a regular file for reading: (fd, size). FIFOs, devices and sockets
+    are refused without blocking on them (a FIFO would wait for a writer forever)."""
     fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", name)
-        return os.fdopen(fd, "rb", buffering=0)
+        return fd, st.st_size
     except BaseException:
         os.close(fd)
         raise
 
 
+def _open_regular(name: str) -> Any:
+    """_open_fd as an unbuffered binary file object."""
+    fd, _size = _open_fd(name)
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Everything up to end of file, as f.read() would (a file may grow meanwhile)."""
+    parts = [os.read(fd, size + 1)]
+    while parts[-1]:
+        parts.append(os.read(fd, 1 << 20))
+    return b"".join(parts)
+
+
 def scan(path: PathLike, *, policy: Optional[Policy] = None, limits: Optional[Limits] = None, lint: bool = False, hash: bool = True) -> FileReport:
-    """Scan one file. The file is mapped read-only, never modified and never copied whole.
+    """Scan one file. Small files are read, larger ones mapped read-only; the
+    file is never modified.
 
     Raises OSError when the file cannot be opened or read."""
     name = os.fspath(path)
-    with _open_regular(name) as f:
-        size = os.fstat(f.fileno()).st_size
+    fd, size = _open_fd(name)
+    try:
         if size < _READ_WHOLE:
             # Mapping costs more than reading for small files, the bulk of a model directory.
-            data = f.read()
+            data = _read_all(fd, size)
             return scan_buffer(data, path=name, policy=policy, limits=limits, lint=lint,
                                sha256=hashlib.sha256(data).hexdigest() if hash else None)
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
             if not hash:
                 return scan_buffer(mm, path=name, policy=policy, limits=limits, lint=lint)
             if hasattr(mm, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
@@ -429,3 +455,5 @@ def scan(path: PathLike, *, policy: Optional[Policy] = None, limits: Optional[Li
             finally:
                 worker.join()
             return dataclasses.replace(report, sha256=hasher.hexdigest())
+    finally:
+        os.close(fd)
