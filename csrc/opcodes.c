@@ -40,23 +40,16 @@ static const opinfo OPS[256] = {
     [PK_READONLY_BUFFER] = {"READONLY_BUFFER", 5},
 };
 
-/* Opcodes pk_decode reads without the general machinery when they sit
- * wholly inside the buffer and the current frame: the bulk of real pickles. */
-enum { F_SLOW = 0, F_NOARG, F_U1, F_U2, F_I4, F_U4, F_F8, F_UTF8 };
-
-static const uint8_t FAST[256] = {
-    [PK_MARK] = F_NOARG, [PK_STOP] = F_NOARG, [PK_POP] = F_NOARG, [PK_POP_MARK] = F_NOARG,
-    [PK_DUP] = F_NOARG, [PK_NONE] = F_NOARG, [PK_BINPERSID] = F_NOARG, [PK_REDUCE] = F_NOARG,
-    [PK_APPEND] = F_NOARG, [PK_BUILD] = F_NOARG, [PK_DICT] = F_NOARG, [PK_EMPTY_DICT] = F_NOARG,
-    [PK_APPENDS] = F_NOARG, [PK_LIST] = F_NOARG, [PK_EMPTY_LIST] = F_NOARG, [PK_OBJ] = F_NOARG,
-    [PK_SETITEM] = F_NOARG, [PK_TUPLE] = F_NOARG, [PK_EMPTY_TUPLE] = F_NOARG, [PK_SETITEMS] = F_NOARG,
-    [PK_NEWOBJ] = F_NOARG, [PK_TUPLE1] = F_NOARG, [PK_TUPLE2] = F_NOARG, [PK_TUPLE3] = F_NOARG,
-    [PK_NEWTRUE] = F_NOARG, [PK_NEWFALSE] = F_NOARG, [PK_EMPTY_SET] = F_NOARG, [PK_ADDITEMS] = F_NOARG,
-    [PK_FROZENSET] = F_NOARG, [PK_NEWOBJ_EX] = F_NOARG, [PK_STACK_GLOBAL] = F_NOARG,
-    [PK_MEMOIZE] = F_NOARG, [PK_NEXT_BUFFER] = F_NOARG, [PK_READONLY_BUFFER] = F_NOARG,
-    [PK_BININT1] = F_U1, [PK_BINGET] = F_U1, [PK_BINPUT] = F_U1, [PK_BININT2] = F_U2,
-    [PK_BININT] = F_I4, [PK_LONG_BINGET] = F_U4, [PK_LONG_BINPUT] = F_U4, [PK_BINFLOAT] = F_F8,
-    [PK_SHORT_BINUNICODE] = F_UTF8, [PK_BINUNICODE] = F_UTF8,
+const uint8_t pk_fast_len[256] = {
+    [PK_MARK] = 1, [PK_STOP] = 1, [PK_POP] = 1, [PK_POP_MARK] = 1, [PK_DUP] = 1, [PK_NONE] = 1,
+    [PK_BINPERSID] = 1, [PK_REDUCE] = 1, [PK_APPEND] = 1, [PK_BUILD] = 1, [PK_DICT] = 1,
+    [PK_EMPTY_DICT] = 1, [PK_APPENDS] = 1, [PK_LIST] = 1, [PK_EMPTY_LIST] = 1, [PK_OBJ] = 1,
+    [PK_SETITEM] = 1, [PK_TUPLE] = 1, [PK_EMPTY_TUPLE] = 1, [PK_SETITEMS] = 1, [PK_NEWOBJ] = 1,
+    [PK_TUPLE1] = 1, [PK_TUPLE2] = 1, [PK_TUPLE3] = 1, [PK_NEWTRUE] = 1, [PK_NEWFALSE] = 1,
+    [PK_EMPTY_SET] = 1, [PK_ADDITEMS] = 1, [PK_FROZENSET] = 1, [PK_NEWOBJ_EX] = 1,
+    [PK_STACK_GLOBAL] = 1, [PK_MEMOIZE] = 1, [PK_NEXT_BUFFER] = 1, [PK_READONLY_BUFFER] = 1,
+    [PK_BININT1] = 2, [PK_BINGET] = 2, [PK_BINPUT] = 2, [PK_BININT2] = 3,
+    [PK_BININT] = 5, [PK_LONG_BINGET] = 5, [PK_LONG_BINPUT] = 5, [PK_BINFLOAT] = 9,
 };
 
 const char *
@@ -509,9 +502,8 @@ decode_argument(pk_reader *r, pk_op *op, pk_error *err)
     }
 }
 
-/* Kept out of line so that pk_decode's fast path stays a leaf function. */
-static __attribute__((noinline)) int
-decode_general(pk_reader *r, pk_op *op, pk_error *err)
+int
+pk_decode_general(pk_reader *r, pk_op *op, pk_error *err)
 {
     op->offset = r->pos;
     size_t frame_end = r->frame_end, frame_start = r->frame_start;
@@ -551,15 +543,14 @@ decode_general(pk_reader *r, pk_op *op, pk_error *err)
     return 0;
 }
 
-/* SHORT_BINUNICODE and BINUNICODE (the room for its 4-byte length is checked). */
-static __attribute__((noinline)) int
-decode_utf8(pk_reader *r, pk_op *op, pk_error *err)
+int
+pk_decode_utf8(pk_reader *r, pk_op *op, pk_error *err)
 {
     const uint8_t *p = r->buf + r->pos;
     int width = p[0] == PK_SHORT_BINUNICODE ? 1 : 4;
     size_t n = (size_t)aisb_le(p + 1, width), room = r->lim - r->pos - 1 - (size_t)width;
     if (n > room || !aisb_utf8_valid(p + 1 + width, n, 1))
-        return decode_general(r, op, err);
+        return pk_decode_general(r, op, err);
     size_t used = 1 + (size_t)width + n;
     op->code = p[0];
     op->text = PK_TEXT_UTF8;
@@ -567,58 +558,5 @@ decode_utf8(pk_reader *r, pk_op *op, pk_error *err)
     op->n = (int64_t)n;
     op->offset = r->pos;
     op->end = r->pos += used;
-    return 0;
-}
-
-/* The common opcodes, when the opcode and its whole argument lie below
- * r->lim: no frame edge, no truncation, nothing to re-read, so the general
- * path would compute exactly this. Anything else, including every error,
- * goes the general way. */
-int
-pk_decode(pk_reader *r, pk_op *op, pk_error *err)
-{
-    /* Only the fields every consumer reads are reset; argument decoders set
-     * the rest for the opcodes that have them. This runs once per opcode. */
-    op->text = op->frame_flags = op->is_bool = op->alt = op->digit_limit = 0;
-    op->n = 0;
-    op->s.p = op->s2.p = NULL;
-    op->s.n = op->s2.n = 0;
-    size_t pos = r->pos, room = r->lim - pos;
-    if (r->forced >= 0 || room < 9)
-        return decode_general(r, op, err);
-    const uint8_t *p = r->buf + pos;
-    size_t used;
-    switch (FAST[p[0]]) {
-    case F_NOARG:
-        used = 1;
-        break;
-    case F_U1:
-        op->n = p[1];
-        used = 2;
-        break;
-    case F_U2:
-        op->n = (int64_t)aisb_le(p + 1, 2);
-        used = 3;
-        break;
-    case F_I4:
-        op->n = (int32_t)(uint32_t)aisb_le(p + 1, 4);
-        used = 5;
-        break;
-    case F_U4:
-        op->n = (int64_t)aisb_le(p + 1, 4);
-        used = 5;
-        break;
-    case F_F8:
-        op->s = aisb_slice_make(p + 1, 8);
-        used = 9;
-        break;
-    case F_UTF8:
-        return decode_utf8(r, op, err);
-    default:
-        return decode_general(r, op, err);
-    }
-    op->code = p[0];
-    op->offset = pos;
-    op->end = r->pos = pos + used;
     return 0;
 }

@@ -88,10 +88,54 @@ void pk_reader_init(pk_reader *r, const uint8_t *buf, size_t len, size_t start);
 /* Continue at `pos`, outside any frame (raw data the loader read itself). */
 void pk_reader_seek(pk_reader *r, size_t pos);
 
+/* Opcodes pk_decode reads inline when they sit wholly below r->lim: the
+ * bulk of real pickles. pk_fast_len[code] is the opcode's whole length for
+ * those with no argument or a fixed-size one (BININT*, BINGET/BINPUT and
+ * their LONG_ forms, BINFLOAT), 0 for every other byte. */
+extern const uint8_t pk_fast_len[256];
+
+/* The general decoder (every opcode, every frame edge, every error) and the
+ * one for BINUNICODE/SHORT_BINUNICODE; both expect op's common fields reset. */
+int pk_decode_general(pk_reader *r, pk_op *op, pk_error *err);
+int pk_decode_utf8(pk_reader *r, pk_op *op, pk_error *err);
+
 /* Decode the opcode at r->pos and advance past it. Returns 0 on success,
- * -1 on a malformed or truncated argument (err filled in). The caller checks
- * for the end of input before calling. */
-int pk_decode(pk_reader *r, pk_op *op, pk_error *err);
+ * -1 on a malformed or truncated argument (err filled in).
+ *
+ * Inline because it runs once per opcode in the scanner and the unpickler.
+ * The fixed-size opcodes are read here, without a branch per kind, when the
+ * opcode and 8 bytes after it lie below r->lim (no frame edge, no
+ * truncation, nothing to re-read): exactly what the general path would
+ * compute. Anything else, every error included, goes the general way. */
+static inline int
+pk_decode(pk_reader *r, pk_op *op, pk_error *err)
+{
+    /* Only the fields every consumer reads are reset; argument decoders set
+     * the rest for the opcodes that have them. */
+    op->text = op->frame_flags = op->is_bool = op->alt = op->digit_limit = 0;
+    op->s2.p = NULL;
+    op->s2.n = 0;
+    size_t pos = r->pos;
+    const uint8_t *p = r->buf + pos;
+    size_t used;
+    if (r->forced >= 0 || r->lim - pos < 9 || (used = pk_fast_len[p[0]]) == 0) {
+        op->n = 0;
+        op->s.p = NULL;
+        op->s.n = 0;
+        if (r->forced < 0 && r->lim - pos >= 9 && (p[0] == PK_SHORT_BINUNICODE || p[0] == PK_BINUNICODE))
+            return pk_decode_utf8(r, op, err);
+        return pk_decode_general(r, op, err);
+    }
+    static const uint64_t mask[10] = {0, 0, 0xff, 0xffff, 0, 0xffffffffu, 0, 0, 0, 0};
+    uint64_t arg = aisb_le(p + 1, 8) & mask[used];
+    op->code = p[0];
+    op->n = p[0] == PK_BININT ? (int64_t)(int32_t)(uint32_t)arg : (int64_t)arg;
+    op->s.p = used == 9 ? p + 1 : NULL;  /* BINFLOAT's 8 bytes */
+    op->s.n = used == 9 ? 8 : 0;
+    op->offset = pos;
+    op->end = r->pos = pos + used;
+    return 0;
+}
 
 /* "BINUNICODE" etc., or NULL for a byte that is no opcode. */
 const char *pk_opcode_name(uint8_t code);

@@ -13,6 +13,7 @@ aisb_report_init(aisb_report *rep)
     aisb_vec_init(&rep->findings, sizeof(aisb_finding));
     rep->max_findings = 1000;
     rep->max_globals = 20000;
+    rep->nested_budget = SIZE_MAX;
 }
 
 void

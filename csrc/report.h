@@ -68,9 +68,18 @@ typedef struct {
     int globals_capped;
     int worst;                    /* highest severity seen, dropped ones included */
     int oom;                      /* an allocation failed: the report is incomplete */
+    size_t nested_budget;         /* bytes nested readings (frame-hidden, embedded) may still read */
+    int nested_capped;            /* ... and they ran out: reported once */
 } aisb_report;
 
 void aisb_report_init(aisb_report *rep);
+
+/* Findings from here on are only counted: callers skip composing messages. */
+static inline int
+aisb_report_full(const aisb_report *rep)
+{
+    return rep->findings.len >= rep->max_findings;
+}
 void aisb_report_free(aisb_report *rep);
 
 int aisb_report_member(aisb_report *rep, const char *name, size_t name_len, const char *format,

@@ -75,7 +75,7 @@ struct scanner {
     size_t memo_cap;
     size_t memo_sparse;
     size_t memo_count; /* distinct indices in use: MEMOIZE's next index */
-    aisb_vec touched;  /* uint64_t memo indices written since the last reset */
+    size_t dense_hi;   /* dense[0, dense_hi) may hold entries of the current pickle */
     aisb_vec decoded;  /* char *: one block per decoded string, freed at the end */
     int forced;        /* opcode for scanner_run to start with, its argument at pos (or -1) */
     int pickles;       /* complete pickles scanner_run_all read */
@@ -124,7 +124,6 @@ scanner_new(aisb_report *rep, const uint8_t *buf, size_t len, const scan_ctx *ct
     aisb_vec_init(&sc->marks, sizeof(size_t));
     aisb_vec_init(&sc->persids, sizeof(sv));
     aisb_vec_init(&sc->decoded, sizeof(char *));
-    aisb_vec_init(&sc->touched, sizeof(uint64_t));
     sc->forced = -1;
     return sc;
 }
@@ -145,7 +144,6 @@ scanner_free(scanner *sc)
     aisb_vec_free(&sc->decoded);
     free(sc->memo);
     free(sc->dense);
-    aisb_vec_free(&sc->touched);
     free(sc);
 }
 
@@ -225,6 +223,10 @@ fail(scanner *sc, const pk_op *op, const char *fmt, ...)
 static void
 describe_global(scanner *sc, int g, char *out, size_t cap)
 {
+    if (aisb_report_full(sc->rep)) {
+        out[0] = 0;  /* the finding it is for will only be counted */
+        return;
+    }
     if (g < 0) {
         snprintf(out, cap, "an unresolved global");
         return;
@@ -312,12 +314,11 @@ mix(uint64_t x)
     return x;
 }
 
+/* A key lives in exactly one place: the dense array or the hash table. */
 static sv *
-memo_find(const scanner *sc, uint64_t key)
+sparse_find(const scanner *sc, uint64_t key)
 {
-    if (key < sc->dense_cap)
-        return sc->dense[key] ? &sc->dense[key] : NULL;
-    if (sc->memo_cap == 0)
+    if (sc->memo_sparse == 0)
         return NULL;
     size_t j = mix(key) & (sc->memo_cap - 1);
     while (sc->memo[j].v) {
@@ -327,6 +328,19 @@ memo_find(const scanner *sc, uint64_t key)
     }
     return NULL;
 }
+
+static sv *
+memo_find(const scanner *sc, uint64_t key)
+{
+    if (key < sc->dense_cap && sc->dense[key])
+        return &sc->dense[key];
+    return sparse_find(sc, key);
+}
+
+/* Memo keys this far past twice the entries so far still go in the dense
+ * array; keeping it small bounds what resetting the array costs a stream of
+ * tiny pickles. Keys beyond go in the hash table. */
+#define MEMO_SLACK 64
 
 static int
 grow_sparse(scanner *sc)
@@ -354,12 +368,11 @@ grow_sparse(scanner *sc)
 static void
 memo_reset(scanner *sc)
 {
-    for (size_t i = 0; i < sc->touched.len; i++) {
-        uint64_t k = AISB_VEC_AT(&sc->touched, uint64_t, i);
-        if (k < sc->dense_cap)
-            sc->dense[k] = 0;
-    }
-    sc->touched.len = 0;
+    /* Bounded by this pickle's own memo: the array only grows for keys
+     * below 2 * entries + MEMO_SLACK. */
+    if (sc->dense_hi)
+        memset(sc->dense, 0, sc->dense_hi * sizeof *sc->dense);
+    sc->dense_hi = 0;
     free(sc->memo);
     sc->memo = NULL;
     sc->memo_cap = 0;
@@ -372,7 +385,7 @@ memo_reset(scanner *sc)
 static __attribute__((noinline)) int
 memo_grow_dense(scanner *sc, uint64_t key)
 {
-    size_t cap = sc->dense_cap ? sc->dense_cap : 1024;
+    size_t cap = sc->dense_cap ? sc->dense_cap : MEMO_SLACK;
     while (cap <= key)
         cap *= 2;
     sv *d = realloc(sc->dense, cap * sizeof *d);
@@ -387,6 +400,8 @@ memo_grow_dense(scanner *sc, uint64_t key)
     for (size_t i = 0; i < sc->memo_cap; i++) {
         if (sc->memo[i].v && sc->memo[i].key < cap) {
             d[sc->memo[i].key] = sc->memo[i].v;
+            if (sc->memo[i].key >= sc->dense_hi)
+                sc->dense_hi = sc->memo[i].key + 1;
             sc->memo[i].v = 0;
             sc->memo_sparse--;
         }
@@ -421,18 +436,26 @@ memo_grow_dense(scanner *sc, uint64_t key)
 static int
 memo_put(scanner *sc, uint64_t key, sv v)
 {
-    uint64_t *t = aisb_vec_push_raw(&sc->touched, 1);
-    if (t == NULL) {
-        sc->oom = 1;
+    /* A key far past this pickle's own entries goes in the hash table even
+     * when an earlier pickle grew the array that far: what memo_reset
+     * clears stays proportional to this pickle. */
+    uint64_t near = 2 * (uint64_t)sc->memo_count + MEMO_SLACK;
+    if (key >= sc->dense_cap && key < near && memo_grow_dense(sc, key) < 0)
         return -1;
-    }
-    *t = key;
-    if (key >= sc->dense_cap && key < 2 * (uint64_t)sc->memo_count + 1024 && memo_grow_dense(sc, key) < 0)
-        return -1;
-    if (key < sc->dense_cap) {
-        if (!sc->dense[key])
-            sc->memo_count++;
+    if (key < sc->dense_cap && key < near) {
+        if (sc->dense[key]) {
+            sc->dense[key] = v;
+            return 0;
+        }
+        sv *old = sparse_find(sc, key);
+        if (old) {
+            *old = v;
+            return 0;
+        }
+        if (key >= sc->dense_hi)
+            sc->dense_hi = key + 1;
         sc->dense[key] = v;
+        sc->memo_count++;
         return 0;
     }
     sv *hit = memo_find(sc, key);
@@ -1017,8 +1040,10 @@ call(scanner *sc, const pk_op *op, sv callee, sv args, uint32_t use)
         aisb_report_global_use(sc->rep, g, use);
     }
     else {
-        char what[240];
-        if (kind == SV_RESULT && sv_global(sc, callee) >= 0) {
+        char what[240] = "";
+        if (aisb_report_full(sc->rep))
+            ;  /* only counted: no message to compose */
+        else if (kind == SV_RESULT && sv_global(sc, callee) >= 0) {
             char name[200];
             describe_global(sc, sv_global(sc, callee), name, sizeof name);
             snprintf(what, sizeof what, "the result of calling %s", name);
@@ -1622,11 +1647,37 @@ scanner_probe(const uint8_t *buf, size_t len, size_t start, int depth, size_t *e
     return verdict;
 }
 
+/* Whether nested readings may go on; the first refusal is an error finding,
+ * since bytes some unpickler would read go unchecked. */
+static int
+nested_allowed(scanner *parent, size_t offset)
+{
+    aisb_report *rep = parent->rep;
+    if (rep->nested_budget > 0)
+        return 1;
+    if (!rep->nested_capped) {
+        rep->nested_capped = 1;
+        aisb_report_finding(rep, "scan-limit", SEV_ERROR, parent->ctx.member, -1, offset,
+                            "nested readings (frame-hidden opcodes, embedded pickles) at offset %zu and after "
+                            "exceed four times the file's size and were not checked",
+                            offset);
+    }
+    return 0;
+}
+
+static void
+nested_spent(scanner *parent, size_t n)
+{
+    aisb_report *rep = parent->rep;
+    rep->nested_budget -= n < rep->nested_budget ? n : rep->nested_budget;
+}
+
 static int
 scan_region(scanner *parent, size_t start, size_t end, const char *label, int hidden)
 {
-    if (parent->ctx.depth >= MAX_NESTING)
+    if (parent->ctx.depth >= MAX_NESTING || !nested_allowed(parent, start))
         return 0;
+    nested_spent(parent, end - start);  /* the probe; the scan below is charged as it reads */
     /* Bytes that merely start like a pickle (random tensor data can) are
      * only reported when they are a whole pickle, ending where they end. */
     size_t stop = 0;
@@ -1644,6 +1695,7 @@ scan_region(scanner *parent, size_t start, size_t end, const char *label, int hi
     if (sub == NULL)
         return -1;
     scanner_run_all(sub, start);
+    nested_spent(parent, end - start);
     scanner_free(sub);
     return 0;
 }
@@ -1655,7 +1707,7 @@ scan_region(scanner *parent, size_t start, size_t end, const char *label, int hi
 static void
 scan_alternate(scanner *parent, uint8_t code, size_t pos)
 {
-    if (parent->ctx.depth >= MAX_NESTING)
+    if (parent->ctx.depth >= MAX_NESTING || !nested_allowed(parent, pos))
         return;
     char name[96];
     snprintf(name, sizeof name, "hidden@%zu", pos);
@@ -1672,5 +1724,6 @@ scan_alternate(scanner *parent, uint8_t code, size_t pos)
     sv result;
     sub->forced = code;
     scanner_run(sub, pos, &end, &result);
+    nested_spent(parent, sub->rd.pos > pos ? sub->rd.pos - pos : 0);
     scanner_free(sub);
 }

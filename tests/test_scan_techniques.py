@@ -197,6 +197,36 @@ class TestStackGlobalOperands:
         assert r.verdict is Verdict.CLEAN, describe(r)
         assert named(r) == ["collections.OrderedDict"]
 
+    @pytest.mark.parametrize("far", [200, 300, 1000, 5_000_000])
+    def test_memo_keys_far_apart_and_then_dense(self, canary, far):
+        """A key far past the entries so far, then enough entries that the
+        store grows over it (200: moved as the store grows), then MEMOIZE at
+        len(memo): every index resolves where CPython's dict-based memo has it."""
+        fill = b"".join(BININT(i) + LONG_BINPUT(i) + POP for i in range(1, 150))  # memo {1..149}
+        data = pickle_of(
+            SHORT_BINUNICODE("os") + LONG_BINPUT(far) + POP  # memo {far}: len 1
+            + fill  # len 150
+            + SHORT_BINUNICODE("system") + MEMOIZE + POP  # stored at 150
+            + LONG_BINGET(far) + LONG_BINGET(150) + STACK_GLOBAL + cmd_arg(canary) + TUPLE1 + REDUCE,
+            proto=4,
+        )
+        assert_names(scan(data), "os.system")
+
+    def test_memo_of_an_earlier_pickle_is_gone_but_its_size_does_not_leak(self, canary):
+        """pickle.load starts each pickle with an empty memo: a big memo in the
+        first pickle neither resolves GETs in the next nor shifts its MEMOIZE."""
+        big = pickle_of(b"".join(BININT(i) + LONG_BINPUT(i) + POP for i in range(3000)) + NONE, proto=4)
+        second = pickle_of(
+            SHORT_BINUNICODE("os") + MEMOIZE + POP  # index 0 again
+            + SHORT_BINUNICODE("system") + LONG_BINPUT(2500) + POP  # far for this pickle
+            + LONG_BINGET(0) + LONG_BINGET(2500) + STACK_GLOBAL + cmd_arg(canary) + TUPLE1 + REDUCE,
+            proto=4,
+        )
+        assert_names(scan(big + second), "os.system")
+        dangling = pickle_of(LONG_BINGET(2999) + POP + NONE, proto=4)  # set by the first pickle only
+        r = scan(big + dangling)
+        assert r.verdict is Verdict.ERROR and any(f.rule == "parse-error" for f in r.findings), describe(r)
+
     def test_operands_memoized_long_before_use(self, canary):
         """Operands stored at the start, a long benign stretch, then the STACK_GLOBAL."""
         filler = (BINUNICODE("x") + POP) * 5000
@@ -709,6 +739,20 @@ class TestResourceBombs:
     def test_huge_declared_lengths(self, data):
         r = timed_scan(data, budget=1.0)
         assert r.verdict is Verdict.ERROR, describe(r)
+
+    def test_frame_straddles_cannot_make_the_scan_quadratic(self):
+        """Each straddle starts a reading of what an older unpickler sees,
+        which runs on to the end: 40 of them before 300 KB of opcodes would
+        re-read 12 MB. Nested readings are capped at four times the file (plus
+        1 MiB); past that the scan says what it did not check."""
+        straddle = FRAME(2) + b"J" + struct.pack("<i", 1) + POP  # BININT runs past its 2-byte frame
+        data = PROTO(4) + straddle * 40 + (NONE + POP) * 150_000 + NONE + STOP
+        r = timed_scan(data, budget=5.0)
+        assert r.verdict is Verdict.MALICIOUS, describe(r)
+        limits = [f for f in r.findings if f.rule == "scan-limit"]
+        assert len(limits) == 1 and limits[0].severity is Severity.ERROR, describe(r)
+        few = timed_scan(PROTO(4) + straddle * 5 + (NONE + POP) * 1000 + NONE + STOP)
+        assert not any(f.rule == "scan-limit" for f in few.findings), describe(few)
 
     def test_deep_marks(self):
         r = timed_scan(PROTO(2) + MARK * 1_000_000 + NONE + STOP)
