@@ -59,6 +59,7 @@ class _Zip:
             raise MalformedModelError(f"the first member {first!r} is not in a folder, which torch requires")
         self.prefix = first[: first.index(b"/") + 1].lower()
         self.records: Dict[bytes, Tuple[Any, ...]] = {}
+        self._storages: Optional[Dict[bytes, Tuple[Any, ...]]] = None
         for e in entries:
             key = e[0].lower()
             if key in self.records:
@@ -67,7 +68,16 @@ class _Zip:
             self.records[key] = e
 
     def entry(self, name: str) -> Optional[Tuple[Any, ...]]:
-        e = self.records.get(self.prefix + name.encode().lower())
+        return self._checked(self.records.get(self.prefix + name.encode().lower()))
+
+    def storage(self, key: str) -> Optional[Tuple[Any, ...]]:
+        """entry(f"data/{key}"), from a table made once: this runs per tensor."""
+        if self._storages is None:
+            folder = self.prefix + b"data/"
+            self._storages = {k[len(folder):]: e for k, e in self.records.items() if k.startswith(folder)}
+        return self._checked(self._storages.get(key.encode().lower()))
+
+    def _checked(self, e: Optional[Tuple[Any, ...]]) -> Optional[Tuple[Any, ...]]:
         if e is not None and e[7] & _core.ZIP_DIRECTORY:
             raise MalformedModelError(f"member {e[0]!r} is marked as a directory; torch would read uninitialised memory")
         if e is not None and e[2] & 0x61:
@@ -151,7 +161,7 @@ class _TorchStorages:
         st = _storage_type(stype, self.L)
         if type(numel) is not int or numel < 0:
             raise MalformedModelError("a storage's element count is not a non-negative integer")
-        entry = self.z.entry(f"data/{key}")
+        entry = self.z.storage(key)
         if entry is None:
             raise MalformedModelError(f"the storage record data/{key} is missing")
         untyped = self._bytes(entry, numel * st.itemsize)
@@ -195,7 +205,7 @@ class _NumpyStorages:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
-        entry = self.z.entry(f"data/{key}")
+        entry = self.z.storage(key)
         if entry is None:
             raise MalformedModelError(f"the storage record data/{key} is missing")
         nbytes = numel * st.itemsize
