@@ -417,17 +417,30 @@ def test_files_changing_after_listing_are_error_reports(tree, monkeypatch, how, 
     assert _paths(reports) == listed  # still in path order, the victims in their places
 
 
-def test_unreadable_file_is_an_error_report(tree):
-    """A file without read permission (skipped when running as root, who can read it anyway)."""
+def test_unreadable_file_is_an_error_report(tree, monkeypatch):
+    """A file without read permission. Root reads it anyway, so there the
+    kernel's refusal is stood in for: open() fails with EACCES as it would."""
+    import errno
+
+    from aisbom import scanning
+
     victim = tree["a"] / "clean.pkl"
     victim.chmod(0)
+    if os.access(victim, os.R_OK):
+        real_open = os.open
+
+        def refusing_open(path, flags, *args, **kwargs):
+            if os.fspath(path) == str(victim):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(scanning.os, "open", refusing_open)
     try:
-        if os.access(victim, os.R_OK):
-            pytest.skip("running with privileges that read any file")
         reports = list(scan_many([str(tree["a"])]))
     finally:
         victim.chmod(0o644)
     _assert_error_reports(reports, [str(victim)], len(_listing([str(tree["a"])])))
+    assert "Permission denied" in next(r for r in reports if r.path == str(victim)).findings[0].message
 
 
 def test_fifo_named_on_the_command_line_is_an_error_not_a_hang(tmp_path):
