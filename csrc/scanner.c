@@ -34,6 +34,7 @@ enum { LAZY_STR = 0, LAZY_BYTES = 1, LAZY_GLOBAL = 2 };
 enum {
     VF_ARENA = 1,     /* a string's a is a pointer to its decoded text (in decoded), b its length */
     VF_BIG_TEXT = 2,  /* an SV_BIGINT spelled in text (INT, LONG), not LONG1/LONG4 bytes */
+    VF_STATE = 4,     /* an SV_RESULT a BUILD gave state: b is a REC_PAIR of (args, state) */
 };
 
 typedef struct {
@@ -42,9 +43,12 @@ typedef struct {
     uint16_t flags;
     int32_t global;    /* SV_GLOBAL/SV_RESULT: report global, -1 when unknown */
     uint64_t a;        /* STR/BYTES: offset | TUPLE: first kid | LIST/DICT/SET: head node + 1 | RESULT/PERSID: inner sv */
-    uint64_t b;        /* STR/BYTES: length | TUPLE: count | LIST/DICT/SET: tail node + 1 */
-    uint64_t c;        /* LIST/DICT/SET: items | RESULT: the last BUILD state */
+    uint64_t b;        /* STR/BYTES: length | TUPLE: count | LIST/DICT/SET: tail node + 1 | RESULT: args (see VF_STATE) */
 } vrec;
+
+/* Records no stack entry refers to: the (args, state) of a built RESULT.
+ * Kept out of vrec, which holds one per container or call: 24 bytes, not 32. */
+enum { REC_PAIR = 0x40 };
 
 typedef struct {
     sv v;
@@ -165,7 +169,7 @@ new_rec(scanner *sc, int kind, vrec **out)
     r->text = 0;
     r->flags = 0;
     r->global = -1;
-    r->a = r->b = r->c = 0;
+    r->a = r->b = 0;
     if (out)
         *out = r;
     return SV_MAKE_REF(sc->vals.len - 1);
@@ -650,7 +654,8 @@ sv_args(const scanner *sc, sv v, sv *out)
 {
     if (SV_TAG(v) != SV_REF_TAG || !v || rec(sc, v)->kind != SV_RESULT)
         return -1;
-    *out = (sv)rec(sc, v)->b;
+    const vrec *r = rec(sc, v);
+    *out = r->flags & VF_STATE ? (sv)rec(sc, r->b)->a : (sv)r->b;
     return 0;
 }
 
@@ -674,9 +679,9 @@ sv_global_is(const scanner *sc, sv v, const char *dotted)
 int
 sv_state(const scanner *sc, sv v, sv *out)
 {
-    if (SV_TAG(v) != SV_REF_TAG || !v || rec(sc, v)->kind != SV_RESULT || !rec(sc, v)->c)
+    if (SV_TAG(v) != SV_REF_TAG || !v || rec(sc, v)->kind != SV_RESULT || !(rec(sc, v)->flags & VF_STATE))
         return -1;
-    *out = (sv)rec(sc, v)->c;
+    *out = (sv)rec(sc, rec(sc, v)->b)->b;
     return 0;
 }
 
@@ -874,7 +879,6 @@ append_node(scanner *sc, sv container, sv item)
     else
         r->a = idx;
     r->b = idx;
-    r->c++;
     return 0;
 }
 
@@ -1175,7 +1179,18 @@ load_build(scanner *sc, const pk_op *op)
         return -1;
     int kind = sv_kind(sc, inst);
     if (kind == SV_RESULT) {
-        rec(sc, inst)->c = state;
+        if (rec(sc, inst)->flags & VF_STATE)
+            rec(sc, rec(sc, inst)->b)->b = state;
+        else {
+            vrec *pair;
+            sv p = new_rec(sc, REC_PAIR, &pair);  /* may move the records: inst's is looked up after */
+            if (!p)
+                return -1;
+            pair->a = rec(sc, inst)->b;
+            pair->b = state;
+            rec(sc, inst)->b = p;
+            rec(sc, inst)->flags |= VF_STATE;
+        }
         aisb_report_global_use(sc->rep, sv_global(sc, inst), USE_BUILD);
         if (sc->ctx.on_build) {
             size_t pos = sc->rd.pos;
