@@ -309,7 +309,7 @@ aisb_scan_file(aisb_report *rep, const uint8_t *buf, size_t len, const aisb_limi
     const char *fmt = aisb_sniff(buf, len);
     /* Nested readings re-read what the outer scan read; a file full of
      * frame straddles would otherwise cost time quadratic in its size. */
-    rep->nested_budget = len < SIZE_MAX / 8 ? 4 * len + ((size_t)1 << 20) : SIZE_MAX;
+    rep->nested_budget = len < SIZE_MAX / 8 ? 4 * len + ((size_t)64 << 10) : SIZE_MAX;
     int member = aisb_report_member(rep, "", 0, fmt, 0, len, -1);
     if (member < 0)
         return;

@@ -744,7 +744,7 @@ class TestResourceBombs:
         """Each straddle starts a reading of what an older unpickler sees,
         which runs on to the end: 40 of them before 300 KB of opcodes would
         re-read 12 MB. Nested readings are capped at four times the file (plus
-        1 MiB); past that the scan says what it did not check."""
+        64 KiB); past that the scan says what it did not check."""
         straddle = FRAME(2) + b"J" + struct.pack("<i", 1) + POP  # BININT runs past its 2-byte frame
         data = PROTO(4) + straddle * 40 + (NONE + POP) * 150_000 + NONE + STOP
         r = timed_scan(data, budget=5.0)
