@@ -20,7 +20,7 @@ import argparse
 import collections
 import os
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 MODULE_KEY = "__aisbom_module__"
 PLACEHOLDER_KEY = "__aisbom_placeholder__"
@@ -40,7 +40,7 @@ class _Reducer:
 
     def __init__(self) -> None:
         self.memo: Dict[int, Any] = {}
-        self.keep: list = []  # keeps reduced originals alive so ids stay unique
+        self.keep: List[Any] = []  # keeps reduced originals alive so ids stay unique
         try:
             import torch
         except ImportError:
@@ -129,7 +129,7 @@ def _load(f: Any, fmt: str) -> Any:
         return torch.load(f, weights_only=False, map_location="cpu")
     if fmt == "joblib":
         try:
-            import joblib
+            import joblib  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError:
             pass
         else:

@@ -37,10 +37,10 @@ class Config:
 
 def _toml(path: str) -> Dict[str, Any]:
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # Python < 3.11
         try:
-            import tomli as tomllib  # type: ignore[import-not-found,no-redef]
+            import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
         except ImportError:
             raise ConfigError(f"{path}: reading TOML needs Python 3.11 or the tomli package") from None
     with open(path, "rb") as f:

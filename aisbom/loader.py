@@ -348,7 +348,7 @@ def safe_load(
                        i_know_this_runs_code=i_know_this_runs_code, limits=limits, config=config)
 
 
-def safe_loads(data: Union[bytes, bytearray, memoryview], **kwargs: Any) -> Any:
+def safe_loads(data: Union[bytes, bytearray, memoryview, _mmap.mmap], **kwargs: Any) -> Any:
     """safe_load for bytes in memory (the keyword arguments are safe_load's, mmap aside)."""
     if kwargs.pop("mmap", False):
         raise ValueError("mmap=True needs a file path")

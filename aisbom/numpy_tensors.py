@@ -85,7 +85,7 @@ def _widen(name: str, raw: np.ndarray) -> np.ndarray:
         if name not in tables:
             raise MalformedModelError(f"torch.{name} tensors cannot be represented without torch")
         table = tables[name]()
-        _WIDEN[name] = lambda r, t=table: t[r.view(np.uint8)]
+        _WIDEN[name] = lambda r: table[r.view(np.uint8)]
     return _WIDEN[name](raw)
 
 
@@ -120,7 +120,7 @@ class NumpyStorage:
         return self.data.nbytes // self.dtype.itemsize
 
 
-def _array(storage: Any, dtype: TorchDType, offset: Any, size: Any, stride: Any) -> np.ndarray:
+def _array(storage: Any, dtype: Any, offset: Any, size: Any, stride: Any) -> np.ndarray:
     if not isinstance(storage, NumpyStorage) or not isinstance(dtype, TorchDType):
         raise MalformedModelError("a tensor's storage is not a storage from the file")
     numel = storage.data.nbytes // dtype.itemsize

@@ -14,7 +14,7 @@ import _codecs
 import collections
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Set, Tuple, Type, TypeVar, cast
 
 from aisbom.errors import MalformedModelError, UnsafeModelError
 
@@ -102,27 +102,30 @@ def _set_attributes(obj: Any, state: Any, what: str) -> None:
 # ---- builtins -------------------------------------------------------------
 
 
-def _set(*args: Any) -> set:
+def _set(*args: Any) -> Set[Any]:
     return set(_concrete(args[0], "set()")) if args else set()
 
 
-def _frozenset(*args: Any) -> frozenset:
+def _frozenset(*args: Any) -> FrozenSet[Any]:
     return frozenset(_concrete(args[0], "frozenset()")) if args else frozenset()
 
 
-def _list(*args: Any) -> list:
+def _list(*args: Any) -> List[Any]:
     return list(_concrete(args[0], "list()")) if args else []
 
 
-def _tuple(*args: Any) -> tuple:
+def _tuple(*args: Any) -> Tuple[Any, ...]:
     return tuple(_concrete(args[0], "tuple()")) if args else ()
 
 
-def _dict(*args: Any) -> dict:
+def _dict(*args: Any) -> Dict[Any, Any]:
     return dict(_concrete(args[0], "dict()")) if args else {}
 
 
-def _bytes_like(kind: type, args: Tuple[Any, ...]) -> Any:
+_BytesT = TypeVar("_BytesT", bytes, bytearray)
+
+
+def _bytes_like(kind: Type[_BytesT], args: Tuple[Any, ...]) -> _BytesT:
     """bytes/bytearray from bytes, a list of small ints, or (str, 'latin-1') — never a size."""
     if not args:
         return kind()
@@ -179,19 +182,19 @@ def _scalar_of(kind: type) -> Callable[..., Any]:
     return make
 
 
-def _ordered_dict(*args: Any) -> collections.OrderedDict:
+def _ordered_dict(*args: Any) -> collections.OrderedDict[Any, Any]:
     if len(args) > 1:
         raise MalformedModelError("OrderedDict() takes one argument here")
     return collections.OrderedDict(_concrete(args[0], "OrderedDict()")) if args else collections.OrderedDict()
 
 
-def _counter(*args: Any) -> collections.Counter:
+def _counter(*args: Any) -> collections.Counter[Any]:
     if len(args) > 1:
         raise MalformedModelError("Counter() takes one argument here")
     return collections.Counter(_concrete(args[0], "Counter()")) if args else collections.Counter()
 
 
-def _deque(*args: Any) -> collections.deque:
+def _deque(*args: Any) -> collections.deque[Any]:
     if len(args) > 2 or (len(args) == 2 and args[1] is not None and type(args[1]) is not int):
         raise MalformedModelError("deque() takes an iterable and a maxlen here")
     items = _concrete(args[0], "deque()") if args else ()
@@ -229,7 +232,7 @@ def _add_builtins(t: LoadTable) -> None:
 
     factories = (list, dict, set, int, float, str, tuple, bytes, bytearray, frozenset, complex, bool)
 
-    def _defaultdict(*args: Any) -> collections.defaultdict:
+    def _defaultdict(*args: Any) -> collections.defaultdict[Any, Any]:
         factory = args[0] if args else None
         if factory is not None and not any(factory is f for f in factories):
             raise UnsafeModelError("a defaultdict's factory must be a builtin container type or None")
@@ -256,7 +259,7 @@ def _add_numpy(t: LoadTable) -> None:
             raise UnsafeModelError("numpy _reconstruct is accepted only for numpy.ndarray")
         _ints(shape, "the array's initial shape")
         # The real shape and data arrive in BUILD, checked by numpy itself.
-        return np.ndarray.__new__(np.ndarray, (0,), np.dtype(dtype_code))
+        return np.ndarray.__new__(np.ndarray, (0,), np.dtype(cast(Any, dtype_code)))
 
     def _dtype(obj: Any, align: Any = False, copy: Any = False) -> Any:
         if not isinstance(obj, str) or type(align) is not bool or type(copy) is not bool:
@@ -320,7 +323,7 @@ def _add_numpy(t: LoadTable) -> None:
                 if (not isinstance(names, tuple) or not isinstance(fields, dict)
                         or not all(isinstance(n, str) and n in fields for n in names)):
                     raise MalformedModelError("a structured dtype's names and fields disagree")
-                spec: Dict[str, list] = {"names": [], "formats": [], "offsets": [], "titles": []}
+                spec: Dict[str, List[Any]] = {"names": [], "formats": [], "offsets": [], "titles": []}
                 for n in names:
                     f = fields[n]
                     if not (isinstance(f, tuple) and len(f) in (2, 3) and isinstance(f[0], np.dtype)
@@ -332,7 +335,7 @@ def _add_numpy(t: LoadTable) -> None:
                     spec["titles"].append(f[2] if len(f) == 3 else None)
                 if type(state[5]) is not int:
                     raise MalformedModelError("a structured dtype's size is malformed")
-                expected = np.dtype({**spec, "itemsize": state[5]}, align=bool(inst.isalignedstruct))
+                expected = np.dtype(cast(Any, {**spec, "itemsize": state[5]}), align=bool(inst.isalignedstruct))
             else:
                 expected = inst if state[1] in ("|", "=") else inst.newbyteorder(state[1])
                 if len(state) == 9:

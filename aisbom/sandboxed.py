@@ -100,8 +100,6 @@ def _restore_markers(obj: Any, seen: Optional[Dict[int, Any]] = None) -> Any:
             for k in list(obj):
                 obj[k] = _restore_markers(obj[k], seen)
             return out
-        seen[id(obj)] = out
-        return out
     if isinstance(obj, list):
         seen[id(obj)] = obj
         for i, x in enumerate(obj):

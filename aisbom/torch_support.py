@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import warnings
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional, cast
 
 import torch
 
@@ -19,8 +19,8 @@ from aisbom.restore import LoadTable, StorageType, _ints, _set_attributes, check
 
 __all__ = ["add_torch", "storage_types", "validate_sparse"]
 
-_sparse_to_validate: list = []
-_ITEMSIZE: dict = {}
+_sparse_to_validate: List[torch.Tensor] = []
+_ITEMSIZE: Dict[Any, int] = {}
 
 
 def itemsize(dtype: Any) -> int:
@@ -32,7 +32,7 @@ def itemsize(dtype: Any) -> int:
     return n
 
 
-def storage_types() -> dict:
+def storage_types() -> Dict[str, StorageType]:
     """'torch.FloatStorage' -> StorageType for every storage class torch pickles by name."""
     out = {}
     for cls in torch._storage_classes:
@@ -40,7 +40,7 @@ def storage_types() -> dict:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "TypedStorage is deprecated"
-            dtype = cls.dtype  # a class property of the legacy storage classes
+            dtype = cast(Any, cls).dtype  # a class property of the legacy storage classes
         out[f"{cls.__module__}.{cls.__name__}"] = StorageType(cls.__name__, dtype, itemsize(dtype))
     out["torch.storage.UntypedStorage"] = StorageType("UntypedStorage", torch.uint8, 1)
     return out
@@ -137,14 +137,15 @@ def rebuild_qtensor(storage: Any, storage_offset: Any, size: Any, stride: Any, q
         torch.per_tensor_affine, torch.per_channel_affine, torch.per_channel_affine_float_qparams
     ):
         raise MalformedModelError("unsupported quantizer parameters")
-    return torch._utils._rebuild_qtensor(s, storage_offset, size, stride, quantizer_params, requires_grad,
-                                          collections.OrderedDict())
+    t: torch.Tensor = torch._utils._rebuild_qtensor(s, storage_offset, size, stride, quantizer_params, requires_grad,
+                                                    collections.OrderedDict())
+    return t
 
 
 def rebuild_sparse_tensor(layout: Any, data: Any) -> torch.Tensor:
     if not isinstance(data, tuple) or not all(isinstance(x, (torch.Tensor, tuple, list, bool, type(None))) for x in data):
         raise MalformedModelError("a sparse tensor's data must be tensors and a size")
-    t = torch._utils._rebuild_sparse_tensor(layout, data)
+    t: torch.Tensor = torch._utils._rebuild_sparse_tensor(layout, data)
     # torch validates only when invariant checks are on; we always do, after the load.
     torch._utils._sparse_tensors_to_validate.clear()
     _sparse_to_validate.append(t)
@@ -177,7 +178,8 @@ def rebuild_nested_tensor(buffer: Any, sizes: Any, strides: Any, storage_offsets
     numel = buffer.numel()
     for size, stride, offset in zip(sizes.tolist(), strides.tolist(), storage_offsets.tolist()):
         check_view(numel, offset, size, stride, "nested tensor component")
-    return torch._utils._rebuild_nested_tensor(buffer, sizes, strides, storage_offsets)
+    t: torch.Tensor = torch._utils._rebuild_nested_tensor(buffer, sizes, strides, storage_offsets)
+    return t
 
 
 def _device(dev: Any) -> Any:
@@ -189,7 +191,8 @@ def _device(dev: Any) -> Any:
 def rebuild_device_tensor_from_cpu_tensor(data: Any, dtype: Any, device: Any, requires_grad: Any) -> torch.Tensor:
     if not isinstance(data, torch.Tensor) or not isinstance(dtype, torch.dtype):
         raise MalformedModelError("_rebuild_device_tensor_from_cpu_tensor needs a tensor and a dtype")
-    return torch._utils._rebuild_device_tensor_from_cpu_tensor(data, dtype, _device(device), requires_grad)
+    t: torch.Tensor = torch._utils._rebuild_device_tensor_from_cpu_tensor(data, dtype, _device(device), requires_grad)
+    return t
 
 
 def rebuild_device_tensor_from_numpy(data: Any, dtype: Any, device: Any, requires_grad: Any) -> torch.Tensor:
@@ -197,7 +200,8 @@ def rebuild_device_tensor_from_numpy(data: Any, dtype: Any, device: Any, require
 
     if not isinstance(data, np.ndarray) or data.dtype.hasobject or not isinstance(dtype, torch.dtype):
         raise MalformedModelError("_rebuild_device_tensor_from_numpy needs a plain numpy array and a dtype")
-    return torch._utils._rebuild_device_tensor_from_numpy(data, dtype, _device(device), requires_grad)
+    t: torch.Tensor = torch._utils._rebuild_device_tensor_from_numpy(data, dtype, _device(device), requires_grad)
+    return t
 
 
 def make_rebuild_wrapper_subclass(allowed_classes: Any) -> Any:
@@ -205,8 +209,10 @@ def make_rebuild_wrapper_subclass(allowed_classes: Any) -> Any:
                                  device: Any, requires_grad: Any) -> torch.Tensor:
         if cls not in allowed_classes:
             raise UnsafeModelError(f"a wrapper subclass of {getattr(cls, '__name__', cls)!r} is not allowed")
-        return torch._utils._rebuild_wrapper_subclass(cls, dtype, _ints(size, "size"), _ints(stride, "stride"),
-                                                      storage_offset, layout, _device(device), requires_grad)
+        t: torch.Tensor = torch._utils._rebuild_wrapper_subclass(cls, dtype, _ints(size, "size"),
+                                                                 _ints(stride, "stride"), storage_offset, layout,
+                                                                 _device(device), requires_grad)
+        return t
 
     return rebuild_wrapper_subclass
 

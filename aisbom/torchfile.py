@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from aisbom import _core
 from aisbom.errors import MalformedModelError, UnsafeModelError
@@ -123,7 +123,7 @@ class _TorchStorages:
         self.cache: Dict[str, Any] = {}
         self.restore = torch.serialization._get_restore_location(L.map_location)
         self.overall = None
-        self.typed_class = torch.storage.TypedStorage
+        self.typed_class: Callable[..., torch.storage.TypedStorage] = torch.storage.TypedStorage
         self.untyped_class = torch.storage.UntypedStorage
         self.untyped_type = StorageType("UntypedStorage", torch.uint8, 1)
         if L.mmap and L.path:
@@ -236,7 +236,7 @@ def load_torch_legacy(L: "_Loader") -> Any:
     if version != PROTOCOL_VERSION:
         raise MalformedModelError(f"invalid torch legacy protocol version {version!r}")
     _sys_info, pos = L.unpickle(buf, pos)
-    roots: Dict[str, Tuple[Any, StorageType, int]] = {}
+    roots: Dict[str, Tuple[Any, StorageType, int, Any]] = {}  # storage, type, size in bytes, holder
     views: Dict[str, Any] = {}
     torch_mode = L.tensors == "torch"
     if torch_mode:
@@ -256,12 +256,12 @@ def load_torch_legacy(L: "_Loader") -> Any:
         if key not in roots:
             nbytes = numel * st.itemsize
             if torch_mode:
-                holder = torch.empty(nbytes, dtype=torch.uint8)
+                holder: Any = torch.empty(nbytes, dtype=torch.uint8)  # a tensor here, an array without torch
                 untyped = holder.untyped_storage()
                 moved = restore(untyped, _text(location, "location"))
                 if moved.device != untyped.device:
                     raise MalformedModelError("map_location to another device is not supported for legacy files")
-                typed = torch.storage.TypedStorage(wrap_storage=untyped, dtype=st.dtype, _internal=True)
+                typed: Any = torch.storage.TypedStorage(wrap_storage=untyped, dtype=st.dtype, _internal=True)
             else:
                 from aisbom.numpy_tensors import NumpyStorage
 
