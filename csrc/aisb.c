@@ -1,8 +1,74 @@
+/* mremap */
+#define _GNU_SOURCE
+
 #include "aisb.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* A mapping of `bytes` starting on a huge-page boundary, so that huge pages
+ * fill it from its first byte and mremap can move them whole. */
+static void *
+map_aligned(size_t bytes, int prot)
+{
+    size_t span = bytes + AISB_BIG;
+    uint8_t *raw = mmap(NULL, span, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uint8_t *start = (uint8_t *)(((uintptr_t)raw + AISB_BIG - 1) & ~(uintptr_t)(AISB_BIG - 1));
+    if (start > raw)
+        munmap(raw, (size_t)(start - raw));
+    if (raw + span > start + bytes)
+        munmap(start + bytes, (size_t)(raw + span - (start + bytes)));
+    return start;
+}
+
+void *
+aisb_big_resize(void *p, size_t old_bytes, size_t new_bytes)
+{
+    if (new_bytes < AISB_BIG)
+        return realloc(p, new_bytes);
+    if (new_bytes > SIZE_MAX - AISB_BIG)
+        return NULL;
+    if (old_bytes >= AISB_BIG) {
+        /* Moved onto an aligned spot (the placeholder mapping is replaced),
+         * never onto whatever address the kernel picks: an unaligned move
+         * splits every huge page into small ones. */
+        void *spot = map_aligned(new_bytes, PROT_NONE);
+        if (spot == NULL)
+            return NULL;
+        void *q = mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, spot);
+        if (q == MAP_FAILED) {
+            munmap(spot, new_bytes);
+            return NULL;
+        }
+        return q;
+    }
+    void *q = map_aligned(new_bytes, PROT_READ | PROT_WRITE);
+    if (q == NULL)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(q, new_bytes, MADV_HUGEPAGE); /* a hint: without it, 4 KiB pages */
+#endif
+    if (old_bytes)
+        memcpy(q, p, old_bytes);
+    free(p);
+    return q;
+}
+
+void
+aisb_big_free(void *p, size_t bytes)
+{
+    if (p == NULL)
+        return;
+    if (bytes >= AISB_BIG)
+        munmap(p, bytes);
+    else
+        free(p);
+}
 
 void
 aisb_vec_init(aisb_vec *v, size_t item)
@@ -16,7 +82,7 @@ aisb_vec_init(aisb_vec *v, size_t item)
 void
 aisb_vec_free(aisb_vec *v)
 {
-    free(v->data);
+    aisb_big_free(v->data, v->cap * v->item);
     v->data = NULL;
     v->len = v->cap = 0;
 }
@@ -33,7 +99,7 @@ aisb_vec_grow(aisb_vec *v, size_t count)
                 return NULL;
             cap *= 2;
         }
-        void *p = realloc(v->data, cap * v->item);
+        void *p = aisb_big_resize(v->data, v->cap * v->item, cap * v->item);
         if (p == NULL)
             return NULL;
         v->data = p;

@@ -64,6 +64,15 @@ typedef struct {
     size_t item;     /* bytes per item */
 } aisb_vec;
 
+/* Arrays of AISB_BIG bytes or more get mappings of their own, marked for
+ * transparent huge pages: a scan of a dense pickle of tens of MB builds
+ * hundreds of MB of records, and faulting those in 4 KiB at a time cost as
+ * much as the scan itself. Which kind a block is follows from its size, so
+ * callers pass the size they allocated. Growth only (new_bytes >= old_bytes). */
+#define AISB_BIG ((size_t)2 << 20)
+void *aisb_big_resize(void *p, size_t old_bytes, size_t new_bytes);
+void aisb_big_free(void *p, size_t bytes);
+
 void aisb_vec_init(aisb_vec *v, size_t item);
 void aisb_vec_free(aisb_vec *v);
 /* The slow path of aisb_vec_push_raw: grow, then hand out the items. */

@@ -147,7 +147,7 @@ scanner_free(scanner *sc)
         free(AISB_VEC_AT(&sc->decoded, char *, i));
     aisb_vec_free(&sc->decoded);
     free(sc->memo);
-    free(sc->dense);
+    aisb_big_free(sc->dense, sc->dense_cap * sizeof *sc->dense);
     free(sc);
 }
 
@@ -392,7 +392,7 @@ memo_grow_dense(scanner *sc, uint64_t key)
     size_t cap = sc->dense_cap ? sc->dense_cap : MEMO_SLACK;
     while (cap <= key)
         cap *= 2;
-    sv *d = realloc(sc->dense, cap * sizeof *d);
+    sv *d = aisb_big_resize(sc->dense, sc->dense_cap * sizeof *d, cap * sizeof *d);
     if (d == NULL) {
         sc->oom = 1;
         return -1;
