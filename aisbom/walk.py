@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import sys
 import time
 from typing import IO, TYPE_CHECKING, Any, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -148,8 +149,8 @@ class _Progress:
             self.stream.flush()
 
 
-# With processes=True, directories of at least this many files are scanned by
-# forked worker processes, in chunks; fewer are not worth a process start.
+# With processes=True, directories of at least this many files are shared out
+# to forked children; fewer are not worth a fork.
 _PROCESS_MIN_FILES = 200
 
 
@@ -169,8 +170,8 @@ def scan_paths(
     hash=False skips the sha256 (the text report does not show it).
 
     Workers are threads (the engine releases the GIL while it parses, which
-    pays off on big files), or with processes=True forked processes that take
-    the files in chunks, which pays off on many small files, where the
+    pays off on big files), or with processes=True forked children that take
+    a share of the files each, which pays off on many small files, where the
     per-file Python work holds the GIL. Only the CLI asks for processes:
     forking is not something a library does behind its caller's back."""
     policy = policy or default_policy()
@@ -184,9 +185,8 @@ def scan_paths(
                 bar.update(i, path)
             return
         import concurrent.futures
-        import multiprocessing
 
-        if processes and len(files) >= _PROCESS_MIN_FILES and "fork" in multiprocessing.get_all_start_methods():
+        if processes and len(files) >= _PROCESS_MIN_FILES and hasattr(os, "fork"):
             yield from _in_processes(files, jobs, bar, policy, lint, limits, hash)
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -203,35 +203,56 @@ def _scan_one(path: str, problem: Optional[str], policy: Policy, lint: bool, lim
     return _problem_report(path, problem) if problem else scan_file_or_error(path, policy, lint, limits, hash)
 
 
-_worker_args: Tuple[Any, ...] = ()
-
-
-def _init_worker(*args: Any) -> None:
-    global _worker_args
-    _worker_args = args
-
-
-def _scan_chunk(chunk: Sequence[Tuple[str, Optional[str]]]) -> List[FileReport]:
-    return [_scan_one(path, problem, *_worker_args) for path, problem in chunk]
-
-
 def _in_processes(files: List[Tuple[str, Optional[str]]], jobs: int, bar: _Progress, *args: Any) -> Iterator[FileReport]:
-    # Chunks small enough to keep every worker busy to the end, big enough
-    # that sending reports back costs little next to scanning.
-    import concurrent.futures
-    import multiprocessing
+    """jobs - 1 forked children and this process each scan every jobs-th file;
+    a child sends its reports back pickled through a pipe when it is done.
 
-    size = max(8, min(256, len(files) // (jobs * 8)))
-    chunks = [files[i:i + size] for i in range(0, len(files), size)]
-    ctx = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                                initargs=args) as pool:
-        done = 0
-        for chunk, fut in zip(chunks, [pool.submit(_scan_chunk, c) for c in chunks]):
-            for report in fut.result():
-                done += 1
-                yield report
-            bar.update(done, chunk[-1][0])
+    This process does a share too, so nothing waits idle, and the only traffic
+    is one message per child: a process pool's per-chunk round trips cost as
+    much as they saved. A child that fails leaves its share to this process."""
+    import pickle
+
+    children: List[Tuple[int, int, int]] = []  # (share, pid, read end)
+    for share in range(1, jobs):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(r)
+                out = [_scan_one(path, problem, *args) for path, problem in files[share::jobs]]
+                data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(w, view):]
+                status = 0
+            finally:
+                os._exit(status)  # never the caller's atexit handlers, buffers or finally blocks
+        os.close(w)
+        children.append((share, pid, r))
+    shares: List[List[FileReport]] = [[] for _ in range(jobs)]
+    try:
+        for i, (path, problem) in enumerate(files[0::jobs]):
+            shares[0].append(_scan_one(path, problem, *args))
+            bar.update(min(len(files), (i + 1) * jobs), path)
+        for share, pid, r in children:
+            with os.fdopen(r, "rb") as f:
+                data = f.read()
+            _, status = os.waitpid(pid, 0)
+            children = [c for c in children if c[1] != pid]
+            if status == 0 and data:
+                shares[share] = pickle.loads(data)
+            else:
+                shares[share] = [_scan_one(path, problem, *args) for path, problem in files[share::jobs]]
+    finally:
+        for _share, pid, r in children:  # only after an error or an interrupt here
+            for undo in (lambda: os.close(r), lambda: os.kill(pid, signal.SIGKILL), lambda: os.waitpid(pid, 0)):
+                try:
+                    undo()
+                except OSError:
+                    pass
+    for i in range(len(files)):
+        yield shares[i % jobs][i // jobs]
 
 
 def _scan_task(path: str, problem: Optional[str], allow: Tuple[str, ...], lint: bool,

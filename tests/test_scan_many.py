@@ -556,7 +556,7 @@ def test_cli_jobs_1_is_sequential(many, monkeypatch, capsys):
 
 
 def test_cli_jobs_use_worker_processes_on_many_files(many, monkeypatch, capsys, tmp_path):
-    """Many small files: forked workers take them in chunks (their per-file
+    """Many small files: a forked child takes a share of them (their per-file
     Python work would serialise threads on the GIL); the report is the same."""
     from aisbom.cli import main
 
@@ -575,7 +575,27 @@ def test_cli_jobs_use_worker_processes_on_many_files(many, monkeypatch, capsys, 
     rc = _with_timeout(lambda: main(["scan", str(many), "--format", "json", "--jobs", "2"]), 90)
     assert rc == 1 and capsys.readouterr().out == serial
     pids = log.read_text().split()
-    assert len(pids) == 60 and str(os.getpid()) not in pids and len(set(pids)) <= 2
+    assert len(pids) == 60 and len(set(pids)) == 2 and pids.count(str(os.getpid())) == 30
+
+
+def test_cli_jobs_a_failed_child_share_is_scanned_by_the_parent(many, monkeypatch, capsys):
+    """A child that dies leaves its share to the parent: the report is whole."""
+    from aisbom.cli import main
+
+    assert main(["scan", str(many), "--format", "json", "--jobs", "1"]) == 1
+    serial = capsys.readouterr().out
+    parent = os.getpid()
+    real = walk.scan
+
+    def dies_in_a_child(path, *a, **kw):
+        if os.getpid() != parent:
+            os._exit(3)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(walk, "scan", dies_in_a_child)
+    monkeypatch.setattr(walk, "_PROCESS_MIN_FILES", 10)
+    rc = _with_timeout(lambda: main(["scan", str(many), "--format", "json", "--jobs", "3"]), 90)
+    assert rc == 1 and capsys.readouterr().out == serial
 
 
 # ------------------------------------------------------------------ the CLI: --exclude
