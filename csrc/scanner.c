@@ -863,22 +863,29 @@ make_tuple(scanner *sc, size_t mark, sv *out)
     return 0;
 }
 
+/* Link n items to the end of a container's list, as one run of nodes. */
 static int
-append_node(scanner *sc, sv container, sv item)
+append_nodes(scanner *sc, sv container, const sv *items, size_t n)
 {
-    vnode *nd = aisb_vec_push(&sc->nodes, 1);
+    if (n == 0)
+        return 0;
+    vnode *nd = aisb_vec_push_raw(&sc->nodes, n);
     if (nd == NULL) {
         sc->oom = 1;
         return -1;
     }
-    nd->v = item;
-    uint64_t idx = sc->nodes.len;  /* index + 1 */
+    uint64_t first = sc->nodes.len - n + 1;  /* index + 1 of nd[0] */
+    for (size_t i = 0; i < n; i++) {
+        nd[i].v = items[i];
+        nd[i].next = first + i + 1;
+    }
+    nd[n - 1].next = 0;
     vrec *r = rec(sc, container);
     if (r->b)
-        AISB_VEC_AT(&sc->nodes, vnode, r->b - 1).next = idx;
+        AISB_VEC_AT(&sc->nodes, vnode, r->b - 1).next = first;
     else
-        r->a = idx;
-    r->b = idx;
+        r->a = first;
+    r->b = first + n - 1;
     return 0;
 }
 
@@ -895,12 +902,8 @@ static int
 add_items(scanner *sc, const pk_op *op, sv target, size_t from, int want_kind)
 {
     int kind = sv_kind(sc, target);
-    if (kind == want_kind) {
-        for (size_t i = from; i < sc->stack.len; i++)
-            if (append_node(sc, target, *stack_at(sc, i)) < 0)
-                return -1;
-        return 0;
-    }
+    if (kind == want_kind)
+        return append_nodes(sc, target, stack_at(sc, from), sc->stack.len - from);
     if (kind == SV_GLOBAL) {
         char name[200];
         describe_global(sc, sv_global(sc, target), name, sizeof name);

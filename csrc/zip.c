@@ -1,3 +1,6 @@
+/* memrchr */
+#define _GNU_SOURCE
+
 #include "zip.h"
 
 #include "inflate.h"
@@ -43,11 +46,19 @@ find_eocd(const uint8_t *buf, size_t len, size_t *at)
     if (len < EOCD_SIZE)
         return -1;
     size_t lo = len - EOCD_SIZE > MAX_COMMENT ? len - EOCD_SIZE - MAX_COMMENT : 0;
-    for (size_t i = len - EOCD_SIZE + 1; i-- > lo;) {
+    /* Every pickle is probed for an appended zip, so the search runs on each
+     * one: memrchr finds candidate first bytes many at a time. */
+    size_t end = len - EOCD_SIZE + 1;
+    while (end > lo) {
+        const uint8_t *p = memrchr(buf + lo, SIG_EOCD & 0xff, end - lo);
+        if (p == NULL)
+            return -1;
+        size_t i = (size_t)(p - buf);
         if (u32(buf + i) == SIG_EOCD) {
             *at = i;
             return 0;
         }
+        end = i;
     }
     return -1;
 }
