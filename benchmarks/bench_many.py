@@ -7,7 +7,8 @@ that alternate the tools so that a change in the machine's load hits all of
 them alike:
 
   aisbom CLI       aisbom scan DIR --jobs 1 / --jobs 2      (a new process each time;
-                   --format json -o /dev/null, and the text report once)
+                   --format json -o /dev/null, and the text report once;
+                   this checkout pip-installed into a venv of its own)
   aisbom API       walk.scan_paths([DIR], jobs=1 / 2)        (in this process, warm)
                    walk.scan_many([DIR], ProcessPoolExecutor(2))  (for comparison)
   picklescan       picklescan --path DIR                     (PyPI, own venv)
@@ -333,9 +334,35 @@ def _cli(argv: Sequence[str], timeout: float = 3600) -> subprocess.CompletedProc
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=_ENV)
 
 
+_INSTALLED: List[str] = []  # [argv0, how] once built
+
+
 def _aisbom_argv() -> List[str]:
-    exe = shutil.which("aisbom", path=os.path.dirname(sys.executable)) or shutil.which("aisbom")
-    return [exe] if exe else [sys.executable, "-m", "aisbom"]
+    """The aisbom CLI as users get it: a regular `pip install` of this checkout
+    into a venv of its own, like the peers' PyPI installs. (A development
+    venv's editable install puts an import hook in front of every start.)
+    Built once per run, under the scratch folder removed at the end; if the
+    build fails, this interpreter's aisbom, and the results say so."""
+    if not _INSTALLED:
+        work = os.path.dirname(_ENV["PYTHONPYCACHEPREFIX"])
+        src, venv = os.path.join(work, "aisbom-src"), os.path.join(work, "aisbom-venv")
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        junk = shutil.ignore_patterns(".git", ".peers", ".ci-venv", "venv*", "build", "dist", "*.egg-info",
+                                      "__pycache__", "*.so", "aisbom-jail", ".pytest_cache", ".mypy_cache", "out")
+        exe = os.path.join(venv, "bin", "aisbom")
+        try:
+            print("  (installing this checkout with pip into a venv of its own, for the CLI rows)")
+            shutil.copytree(root, src, ignore=junk)
+            subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+            subprocess.run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "-q", "--no-deps", src],
+                           check=True, capture_output=True)
+            _INSTALLED[:] = [exe, "pip install . into its own venv"]
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"  (that failed: {exc}; the CLI rows use this interpreter's aisbom)")
+            dev = shutil.which("aisbom", path=os.path.dirname(sys.executable))
+            _INSTALLED[:] = [dev or sys.executable, "this interpreter's install"]
+    argv0 = _INSTALLED[0]
+    return [argv0] if argv0 != sys.executable else [sys.executable, "-m", "aisbom"]
 
 
 def _peer_exe(package: str, module: str, script: str) -> Optional[Tuple[str, str]]:
@@ -471,8 +498,8 @@ def run(total: int, rounds: int, do_profile: bool, keep: bool) -> dict:
 
     aisbom_cli = _aisbom_argv() + ["scan", "-q", "--format", "json", "-o", os.devnull]
     timers = [
-        Timer("aisbom CLI --jobs 1", lambda: _cli(aisbom_cli + ["--jobs", "1", folder]), "new process"),
-        Timer("aisbom CLI --jobs 2", lambda: _cli(aisbom_cli + ["--jobs", "2", folder]), "new process"),
+        Timer("aisbom CLI --jobs 1", lambda: _cli(aisbom_cli + ["--jobs", "1", folder]), "new process; pip install ."),
+        Timer("aisbom CLI --jobs 2", lambda: _cli(aisbom_cli + ["--jobs", "2", folder]), "new process; pip install ."),
         Timer("aisbom CLI --jobs 1, text report", lambda: _cli(_aisbom_argv() + ["scan", "-q", "--jobs", "1", folder]),
               "new process; the default format"),
         Timer("aisbom API scan_paths jobs=1", lambda: list(walk.scan_paths([folder], jobs=1, progress=False)),
@@ -573,6 +600,7 @@ def run(total: int, rounds: int, do_profile: bool, keep: bool) -> dict:
         "other_cpus_niced_median": statistics.median(niced) if niced else None,
         "rows": rows, "detections": detections,
         "target_ratio_vs_picklescan_cli": target, "bytecode": "cached (PYTHONPYCACHEPREFIX)",
+        "aisbom_cli": _INSTALLED[1] if _INSTALLED else None,
     }
     if do_profile:
         results["profile"] = profile_aisbom(folder, every)
