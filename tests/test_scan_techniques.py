@@ -15,11 +15,11 @@ import pytest
 import aisbom
 from aisbom import Severity, Verdict
 from asm import (
-    APPEND, APPENDS, BINBYTES, BINBYTES8, BINGET, BININT, BINUNICODE8, BINPUT, BINSTRING, BINUNICODE, BUILD,
+    APPEND, APPENDS, BINBYTES, BINBYTES8, BINGET, BININT, BININT1, BINUNICODE8, BINPUT, BINSTRING, BINUNICODE, BUILD,
     BYTEARRAY8, DUP, EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, EXT1, EXT2, EXT4, FRAME, GET, GLOBAL, INST, INT,
     LIST, LONG, LONG_BINGET, LONG_BINPUT, MARK, MEMOIZE, NEWOBJ, NEWOBJ_EX, NEWTRUE, NONE, OBJ, POP,
     POP_MARK, PROTO, PUT, REDUCE, SETITEM, SHORT_BINBYTES, SHORT_BINSTRING, SHORT_BINUNICODE,
-    STACK_GLOBAL, STOP, STRING, STRING_RAW, TUPLE, TUPLE1, UNICODE, UNICODE_RAW, describe,
+    STACK_GLOBAL, STOP, STRING, STRING_RAW, TUPLE, TUPLE1, TUPLE2, UNICODE, UNICODE_RAW, describe,
     findings, framed, named, pickle_of, stack_global, tuple_of,
 )
 
@@ -665,6 +665,24 @@ class TestPaddingAndDilution:
         r = scan(data)
         assert time.monotonic() - t < 10
         assert_names(r, "os.system")
+
+    def test_operands_memoized_before_megabytes_of_structure(self, canary):
+        """The callable's name is memoized first, then hundreds of thousands of
+        memoized tuples in a list grow the scanner's arrays (records, items,
+        memo) past the size where they move to mappings of their own, several
+        times over; the names fetched back at the end must still resolve."""
+        n = 300_000
+        items = b"".join(BININT(i) + BININT1(7) + TUPLE2 + LONG_BINPUT(i + 2) for i in range(n))
+        data = (PROTO(4) + SHORT_BINUNICODE("os") + LONG_BINPUT(0) + POP
+                + SHORT_BINUNICODE("system") + LONG_BINPUT(1) + POP
+                + EMPTY_LIST + MARK + items + APPENDS + POP
+                + LONG_BINGET(0) + LONG_BINGET(1) + STACK_GLOBAL + cmd_arg(canary) + TUPLE1 + REDUCE
+                + LONG_BINGET(n // 2 + 2) + POP + STOP)
+        assert len(data) > 3 << 20
+        r = scan(data)
+        (f,) = assert_names(r, "os.system")
+        assert f.offset > len(data) - 200
+        assert not canary.path.exists()
 
     def test_payload_in_file_after_padding(self, canary, write):
         path = write("padded.pkl", PROTO(4) + BINUNICODE8("x" * self.PAD) + POP + canary.body() + STOP)
