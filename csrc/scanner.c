@@ -863,12 +863,10 @@ make_tuple(scanner *sc, size_t mark, sv *out)
     return 0;
 }
 
-/* Link n items to the end of a container's list, as one run of nodes. */
+/* Link n >= 1 items to the end of a container's list, as one run of nodes. */
 static int
 append_nodes(scanner *sc, sv container, const sv *items, size_t n)
 {
-    if (n == 0)
-        return 0;
     vnode *nd = aisb_vec_push_raw(&sc->nodes, n);
     if (nd == NULL) {
         sc->oom = 1;
@@ -902,8 +900,11 @@ static int
 add_items(scanner *sc, const pk_op *op, sv target, size_t from, int want_kind)
 {
     int kind = sv_kind(sc, target);
-    if (kind == want_kind)
-        return append_nodes(sc, target, stack_at(sc, from), sc->stack.len - from);
+    if (kind == want_kind) {
+        /* (no pointer into an empty stack: its array may not exist yet) */
+        size_t n = sc->stack.len - from;
+        return n ? append_nodes(sc, target, stack_at(sc, from), n) : 0;
+    }
     if (kind == SV_GLOBAL) {
         char name[200];
         describe_global(sc, sv_global(sc, target), name, sizeof name);
