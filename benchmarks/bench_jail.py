@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+from common import save  # noqa: E402
 
 from aisbom import jail  # noqa: E402
 
@@ -142,10 +143,12 @@ def main() -> int:
     p90 = {n: sorted(s)[int(0.9 * (len(s) - 1))] for n, s in samples.items()}
     base = med["plain subprocess"]
     overhead = med["aisbom jail (API)"] - base
+    results = {"runs": args.runs, "level": level, "uid": os.geteuid(), "cpus": os.cpu_count(),
+               "platform": platform.platform(), "median_ms": med, "p90_ms": p90,
+               "jail_overhead_ms": overhead, "target_ms": TARGET_MS, "bubblewrap": bwrap_note or "measured"}
+    written = save("jail", results)
     if args.json:
-        print(json.dumps({"runs": args.runs, "level": level, "median_ms": med, "p90_ms": p90,
-                          "jail_overhead_ms": overhead, "target_ms": TARGET_MS,
-                          "bubblewrap": bwrap_note or "measured"}, indent=2))
+        print(json.dumps(results, indent=2))
         return 0
     print(f"spawn-to-exit of `python -c pass`, {args.runs} interleaved runs each")
     print(f"machine: Linux {platform.release()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}; "
@@ -161,6 +164,7 @@ def main() -> int:
     verdict = "met" if overhead <= TARGET_MS else "MISSED"
     print(f"target: jail within {TARGET_MS:.0f} ms of the plain subprocess: {verdict} "
           f"({overhead:+.1f} ms)")
+    print("\nwrote", written)
     return 0
 
 
