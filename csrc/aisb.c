@@ -15,7 +15,10 @@ static void *
 map_aligned(size_t bytes, int prot)
 {
     size_t span = bytes + AISB_BIG;
-    uint8_t *raw = mmap(NULL, span, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    /* Writable memory is committed here, so that running out fails now, as
+     * malloc would, and not at some later write. */
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (prot == PROT_NONE ? MAP_NORESERVE : 0);
+    uint8_t *raw = mmap(NULL, span, prot, flags, -1, 0);
     if (raw == MAP_FAILED)
         return NULL;
     uint8_t *start = (uint8_t *)(((uintptr_t)raw + AISB_BIG - 1) & ~(uintptr_t)(AISB_BIG - 1));
