@@ -80,12 +80,14 @@ report_findings(const aisb_report *rep)
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(data, /, max_inflate=2**31, max_depth=4) -> dict\n\n"
+"scan(data, max_inflate=2**31, max_depth=4) -> dict\n\n"
 "Scan the bytes of one file (any buffer: bytes, mmap, memoryview). Returns\n"
 "{'members': [(name, format, file_offset, size, parent)],\n"
 " 'globals': [(member, module, name, first_offset, opcode, count, uses)],\n"
 " 'findings': [(rule, severity, member, global, offset, message)],\n"
-" 'dropped': int, 'incomplete': bool}. Severities: 0 info, 1 suspicious,\n"
+" 'dropped': int, 'dropped_worst': int, 'incomplete': bool}: dropped counts\n"
+"findings past the report's cap, dropped_worst the worst severity among them.\n"
+"Severities: 0 info, 1 suspicious,\n"
 "2 error, 3 malicious. The aisbom.scan() wrapper turns this into a report.");
 
 static PyObject *
