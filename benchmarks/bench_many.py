@@ -604,7 +604,10 @@ def run(total: int, rounds: int, do_profile: bool, keep: bool) -> dict:
     }
     if do_profile:
         results["profile"] = profile_aisbom(folder, every)
-    print("\nwrote", save("many", results))
+    if rounds >= 3:
+        print("\nwrote", save("many", results))
+    else:  # a quick look does not replace the recorded run
+        print(f"\n(not saved: results/many.json keeps runs of 3 rounds or more, this was {rounds})")
     shutil.rmtree(os.path.dirname(_ENV["PYTHONPYCACHEPREFIX"]), ignore_errors=True)
     if not keep:
         shutil.rmtree(os.path.dirname(folder), ignore_errors=True)
