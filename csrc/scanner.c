@@ -1439,20 +1439,14 @@ dispatch(scanner *sc, const pk_op *op)
     case PK_FLOAT:
     case PK_BINFLOAT: return push_imm(sc, SV_FLOAT);
     case PK_INT:
-        if (op->digit_limit)
-            aisb_report_finding(sc->rep, "parse-error", SEV_ERROR, sc->ctx.member, -1, op->offset,
-                                "INT at offset %zu has %zu decimal digits: CPython refuses more than %d "
-                                "(int_max_str_digits), so the unpickler stops here",
-                                op->offset, op->pyint.digits, AISB_MAX_STR_DIGITS);
-        if (op->is_bool)
-            return push_imm(sc, op->pyint.value ? SV_TRUE : SV_FALSE);
-        return push_int(sc, &op->pyint, op->s, 1);
     case PK_LONG:
         if (op->digit_limit)
             aisb_report_finding(sc->rep, "parse-error", SEV_ERROR, sc->ctx.member, -1, op->offset,
-                                "LONG at offset %zu has %zu decimal digits: CPython refuses more than %d "
+                                "%s at offset %zu has %zu decimal digits: CPython refuses more than %d "
                                 "(int_max_str_digits), so the unpickler stops here",
-                                op->offset, op->pyint.digits, AISB_MAX_STR_DIGITS);
+                                pk_opcode_name(op->code), op->offset, op->pyint.digits, AISB_MAX_STR_DIGITS);
+        if (op->is_bool)
+            return push_imm(sc, op->pyint.value ? SV_TRUE : SV_FALSE);
         return push_int(sc, &op->pyint, op->s, 1);
     case PK_BININT:
     case PK_BININT1:
