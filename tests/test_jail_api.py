@@ -12,6 +12,7 @@ from typing import List
 import pytest
 
 from aisbom import jail
+from procs import processes_mentioning
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the aisbom sandbox is Linux-only"
@@ -33,19 +34,6 @@ def helper_children() -> List[int]:
             continue
         if fields[1] == me and fields[0] != "Z":
             found.append(int(name))
-    return found
-
-
-def processes_mentioning(marker: str) -> List[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(name))
-            except OSError:
-                pass
     return found
 
 

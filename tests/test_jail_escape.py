@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
+from procs import processes_mentioning
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the aisbom sandbox is Linux-only"
@@ -214,21 +215,6 @@ class Run:
     elapsed: float
 
 
-def leftover_processes(marker: str) -> List[int]:
-    """Processes whose command line mentions marker (our arena's path)."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found
-
-
 def sandbox(
     mode: Mode,
     arena: Arena,
@@ -276,7 +262,7 @@ def sandbox(
     assert proc.returncode >= 0, f"the CLI was killed: {proc.returncode}\n{proc.stderr}"
     # ... no traceback escaped it, and nothing of the jail is left running.
     assert "Traceback" not in proc.stderr.split("RESULT")[0] or attack in ("memory",), proc.stderr
-    assert leftover_processes(arena.base) == []
+    assert processes_mentioning(arena.base) == []  # nothing left running from the arena
     return Run(proc.returncode, proc.stdout, proc.stderr, result, elapsed)
 
 
