@@ -103,3 +103,36 @@ def write(tmp_path: Path) -> Callable[[str, bytes], Path]:
         return p
 
     return _write
+
+
+# ---- tests that count what the whole host holds ----
+#
+# A few jail tests measure host-wide state: the tasks of uid nobody (RLIMIT_NPROC
+# counts them all) or the jail folders in /tmp. Under pytest -n, another worker's
+# jails would be counted too. Those tests are marked host_exclusive and hold an
+# exclusive lock; every other test holds it shared, so they run alone.
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "host_exclusive: run with no other test of this session running")
+
+
+@pytest.fixture(scope="session")
+def _host_lock_fd(tmp_path_factory: pytest.TempPathFactory):
+    # Workers of one xdist session share the parent of their base temp folders.
+    path = tmp_path_factory.getbasetemp().parent / "aisbom-host.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    yield fd
+    os.close(fd)
+
+
+@pytest.fixture(autouse=True)
+def _host_lock(request: pytest.FixtureRequest, _host_lock_fd: int):
+    import fcntl
+
+    exclusive = request.node.get_closest_marker("host_exclusive") is not None
+    fcntl.flock(_host_lock_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    try:
+        yield
+    finally:
+        fcntl.flock(_host_lock_fd, fcntl.LOCK_UN)

@@ -368,6 +368,7 @@ def test_spawn_subprocesses(mode: Mode, arena: Arena) -> None:
     }
 
 
+@pytest.mark.host_exclusive  # counts every task of the jail's uid on the host
 def test_fork_is_capped_by_nproc(mode: Mode, arena: Arena) -> None:
     run = sandbox(mode, arena, "fork_capped", options=["--nproc", "40"])
     assert run.returncode == 0, run.stderr
@@ -511,6 +512,7 @@ def test_threads_work(mode: Mode, arena: Arena) -> None:
     assert run.result == {"threads": list(range(8))}
 
 
+@pytest.mark.host_exclusive  # lists every jail folder in the host's /tmp
 def test_private_tmp_is_new_each_run_and_vanishes(mode: Mode, arena: Arena) -> None:
     before = {n for n in os.listdir("/tmp") if n.startswith("aisbom-jail-")}
     first = sandbox(mode, arena, "tmp_persist")
