@@ -228,7 +228,7 @@ class _Loader:
                 raise MalformedModelError(f"{fmt}: {problem}")
             inner = sink.getbuffer()
             sub = _Loader(inner, self.path, self.table, self.tensors, self.map_location, False, self.encoding, self.limits)
-            return sub.load(_core.sniff(inner) if _core.sniff(inner) != "pickle" else "pickle")
+            return sub.load(_core.sniff(inner))
         if fmt == "torchscript":
             raise UnsafeModelError("TorchScript archives run their code/ when loaded; aisbom refuses them "
                                    "(never handed to torch.jit)")
