@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import numpy as np
 
 from aisbom.errors import MalformedModelError, UnsafeModelError
-from aisbom.restore import LoadTable, Placeholder, StorageType, _ints, _set_attributes, check_view
+from aisbom.restore import LoadTable, Placeholder, StorageType, _ints, _set_attributes, check_no_hooks, check_view
 
 __all__ = ["add_numpy_tensors", "NumpyStorage", "TorchDType", "STORAGE_DTYPES"]
 
@@ -134,18 +134,13 @@ def _array(storage: Any, dtype: Any, offset: Any, size: Any, stride: Any) -> np.
     return out
 
 
-def _no_hooks(hooks: Any) -> None:
-    if hooks is not None and (not isinstance(hooks, dict) or len(hooks)):
-        raise UnsafeModelError("the checkpoint carries tensor backward hooks, which would run code during backward()")
-
-
 def rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -> np.ndarray:
     return _array(storage, getattr(storage, "dtype", None), storage_offset, size, stride)
 
 
 def rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
                       backward_hooks: Any, metadata: Any = None) -> np.ndarray:
-    _no_hooks(backward_hooks)
+    check_no_hooks(backward_hooks)
     if metadata and any(metadata.values()):
         raise MalformedModelError("conjugate or negative-bit tensors need torch to be loaded")
     return rebuild_tensor(storage, storage_offset, size, stride)
@@ -153,14 +148,14 @@ def rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any,
 
 def rebuild_tensor_v3(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
                       backward_hooks: Any, dtype: Any, metadata: Any = None) -> np.ndarray:
-    _no_hooks(backward_hooks)
+    check_no_hooks(backward_hooks)
     if not isinstance(storage, NumpyStorage):
         raise MalformedModelError("a tensor's storage is not a storage from the file")
     return _array(storage, dtype, storage_offset, size, stride)
 
 
 def rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any, state: Any = None) -> np.ndarray:
-    _no_hooks(backward_hooks)
+    check_no_hooks(backward_hooks)
     if not isinstance(data, np.ndarray):
         raise MalformedModelError("a Parameter needs a tensor")
     return data

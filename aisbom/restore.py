@@ -388,6 +388,12 @@ class StorageType:
         return f"<storage type {self.name}>"
 
 
+def check_no_hooks(hooks: Any) -> None:
+    """A tensor's backward_hooks must be empty: a hook is a callable that runs during backward()."""
+    if hooks is not None and (not isinstance(hooks, dict) or len(hooks)):
+        raise UnsafeModelError("the checkpoint carries tensor backward hooks, which would run code during backward()")
+
+
 def check_view(numel: int, offset: Any, size: Any, stride: Any, what: str = "tensor") -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """Sizes, strides and offset must stay inside the storage (CVE-2026-24747)."""
     if type(size) not in (tuple, list) or type(stride) not in (tuple, list) or len(size) != len(stride):

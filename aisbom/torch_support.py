@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, cast
 import torch
 
 from aisbom.errors import MalformedModelError, UnsafeModelError
-from aisbom.restore import LoadTable, StorageType, _ints, _set_attributes, check_view
+from aisbom.restore import LoadTable, StorageType, _ints, _set_attributes, check_no_hooks, check_view
 
 __all__ = ["add_torch", "storage_types", "validate_sparse"]
 
@@ -44,13 +44,6 @@ def storage_types() -> Dict[str, StorageType]:
         out[f"{cls.__module__}.{cls.__name__}"] = StorageType(cls.__name__, dtype, itemsize(dtype))
     out["torch.storage.UntypedStorage"] = StorageType("UntypedStorage", torch.uint8, 1)
     return out
-
-
-def _no_hooks(hooks: Any) -> None:
-    if hooks is None:
-        return
-    if not isinstance(hooks, dict) or len(hooks):
-        raise UnsafeModelError("the checkpoint carries tensor backward hooks, which would run code during backward()")
 
 
 def _typed(storage: Any) -> torch.storage.TypedStorage:
@@ -90,7 +83,7 @@ def rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) ->
 def rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
                       backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
     # What nearly every tensor of every checkpoint goes through: kept flat.
-    _no_hooks(backward_hooks)
+    check_no_hooks(backward_hooks)
     u = _typed(storage)._untyped_storage
     dtype = storage.dtype
     dims, steps = check_view(u.nbytes() // itemsize(dtype), storage_offset, size, stride)
@@ -104,7 +97,7 @@ def rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any,
 
 def rebuild_tensor_v3(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
                       backward_hooks: Any, dtype: Any, metadata: Any = None) -> torch.Tensor:
-    _no_hooks(backward_hooks)
+    check_no_hooks(backward_hooks)
     s = _typed(storage)
     if not isinstance(dtype, torch.dtype):
         raise MalformedModelError("_rebuild_tensor_v3 needs a dtype")
@@ -116,7 +109,7 @@ def rebuild_tensor_v3(storage: Any, storage_offset: Any, size: Any, stride: Any,
 
 
 def rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> torch.nn.Parameter:
-    _no_hooks(backward_hooks)
+    check_no_hooks(backward_hooks)
     if not isinstance(data, torch.Tensor) or type(requires_grad) is not bool:
         raise MalformedModelError("a Parameter needs a tensor and a requires_grad flag")
     return torch.nn.Parameter(data, requires_grad)
@@ -130,7 +123,7 @@ def rebuild_parameter_with_state(data: Any, requires_grad: Any, backward_hooks: 
 
 def rebuild_qtensor(storage: Any, storage_offset: Any, size: Any, stride: Any, quantizer_params: Any,
                     requires_grad: Any, backward_hooks: Any) -> torch.Tensor:
-    _no_hooks(backward_hooks)
+    check_no_hooks(backward_hooks)
     s = _typed(storage)
     check_view(s._untyped_storage.nbytes() // itemsize(s.dtype), storage_offset, size, stride, "quantized tensor")
     if not isinstance(quantizer_params, tuple) or not quantizer_params or quantizer_params[0] not in (
