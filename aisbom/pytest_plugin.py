@@ -158,15 +158,9 @@ def _check_fail_on(value: Any, where: str) -> str:
 
 def scan_file(path: str, policy: "Policy") -> "FileReport":
     """Scan one file (no hash: nothing here reports it); unreadable files are error reports."""
-    from aisbom.report import FileReport, Finding, Severity, Verdict
-    from aisbom.scanning import scan
+    from aisbom.walk import scan_file_or_error
 
-    try:
-        return scan(path, policy=policy, hash=False)
-    except OSError as exc:
-        message = f"cannot read the file: {exc.strerror or exc}"
-        return FileReport(path=path, format="unread", verdict=Verdict.ERROR,
-                          findings=(Finding("unreadable", Severity.ERROR, message),))
+    return scan_file_or_error(path, policy, hash=False)
 
 
 def fails(report: "FileReport", fail_on: str) -> bool:
