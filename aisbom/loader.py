@@ -316,36 +316,31 @@ def safe_load(
     Raises MaliciousModelError, DisallowedGlobalError (both UnsafeModelError),
     MalformedModelError or LimitExceededError; the input is never modified.
     """
-    allow = tuple(allow)
+    data: Any
     if isinstance(f, (str, bytes, os.PathLike)):
         path = os.fspath(f)
         path = path.decode() if isinstance(path, bytes) else path
         from aisbom.scanning import _open_regular
 
         with _open_regular(path) as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                return load_buffer(b"", path=path, allow=allow, map_location=map_location, mmap=False,
-                                   tensors=tensors, sandbox=sandbox, encoding=encoding,
-                                   i_know_this_runs_code=i_know_this_runs_code, limits=limits, config=config)
-            # Not closed here: arrays loaded with mmap=True view this map, and a
-            # failed load's traceback may still hold views of it. It is unmapped
-            # when the last reference goes.
-            mm = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)
-        return load_buffer(mm, path=path, allow=allow, map_location=map_location, mmap=mmap,
-                           tensors=tensors, sandbox=sandbox, encoding=encoding,
-                           i_know_this_runs_code=i_know_this_runs_code, limits=limits, config=config)
-    if mmap:
+            if os.fstat(fh.fileno()).st_size == 0:
+                data, mmap = b"", False  # nothing to map
+            else:
+                # Not closed here: arrays loaded with mmap=True view this map, and a
+                # failed load's traceback may still hold views of it. It is unmapped
+                # when the last reference goes.
+                data = _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ)
+    elif mmap:
         raise ValueError("mmap=True needs a file path, as in torch.load")
-    if hasattr(f, "getbuffer"):
-        data: Any = f.getbuffer()
+    elif hasattr(f, "getbuffer"):
+        data, path = f.getbuffer(), getattr(f, "name", None) or "<file>"
     elif hasattr(f, "read"):
-        data = f.read()
+        data, path = f.read(), getattr(f, "name", None) or "<file>"
     else:
         raise TypeError("safe_load takes a path or a binary file object; use safe_loads for bytes")
-    return load_buffer(data, path=getattr(f, "name", None) or "<file>", allow=allow, map_location=map_location,
-                       tensors=tensors, sandbox=sandbox, encoding=encoding,
-                       i_know_this_runs_code=i_know_this_runs_code, limits=limits, config=config)
+    return load_buffer(data, path=path, allow=tuple(allow), map_location=map_location, mmap=mmap, tensors=tensors,
+                       sandbox=sandbox, encoding=encoding, i_know_this_runs_code=i_know_this_runs_code,
+                       limits=limits, config=config)
 
 
 def safe_loads(data: Union[bytes, bytearray, memoryview, _mmap.mmap], **kwargs: Any) -> Any:
